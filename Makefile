@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make report   run the whole study (params/default, embedded synthetic data, CPU) -> reports/index.html
+#   make test     the tests, including every notebook executed at smoke scale (nbval)
+# Each target creates the environment (.venv) first if needed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PARAMS ?= params/default
+SMOKE  := build/smoke
+
+.PHONY: all install report test test-unit smoke lab hooks clean clean-runs
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/thesislib report --params $(PARAMS) $(if $(DATA),--data $(DATA)) --out reports/index.html
+
+# The smoke report runs every notebook with params/smoke on fresh runs; pytest then checks the
+# package, the report, and re-executes the executed notebooks with nbval.
+test: $(STAMP)
+	rm -rf $(SMOKE)
+	THESISLIB_RUNS=$(CURDIR)/$(SMOKE)/runs $(BIN)/thesislib report --params params/smoke \
+		--out $(SMOKE)/index.html --workdir $(SMOKE)/notebooks
+	THESISLIB_RUNS=$(CURDIR)/$(SMOKE)/runs THESISLIB_SMOKE_REPORT=$(CURDIR)/$(SMOKE)/index.html \
+		$(BIN)/python -m pytest tests $(SMOKE)/notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+hooks: $(STAMP)
+	$(BIN)/nbstripout --install --attributes .gitattributes
+
+clean:
+	rm -rf build reports/index.html
+
+clean-runs:
+	rm -rf runs
