@@ -1,0 +1,378 @@
+"""Data: reads the LAG layout (real or synthetic), splits it, caches decoded tensors, augments.
+
+Each JPEG is decoded once, resized to the input size and kept as uint8 tensors, in memory and in
+a disk cache keyed by the data's content hash and the size, so epochs and later runs do not
+re-decode. Training samples get the PROTOCOL's augmentation (random crop, rotation, horizontal
+flip, normalisation); evaluation samples only the normalisation. Attention maps are resized to
+the input size and scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from thesislib.layout import CLASSES, IMAGE_DIR, IMAGE_SUFFIXES, MAP_DIR
+
+__all__ = [
+    "DataError", "Record", "Arrays", "Split", "scan", "fingerprint", "load_arrays",
+    "stratified_split", "LagDataset", "load_split", "resolve_root", "SPLITS", "THESIS_FRACTIONS",
+    "MEAN", "STD", "normalize", "denormalize",
+]
+
+MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's models expect
+STD = (0.229, 0.224, 0.225)
+SPLITS = ("train", "val", "test")
+# The thesis's Table 4.1: 4,793 train, 159 validation, 1,415 test images.
+THESIS_FRACTIONS = (4793 / 6367, 159 / 6367, 1415 / 6367)
+DEFAULT_SYNTH = dict(n=1000, size=128, seed=0)  # the embedded default data set
+
+
+class DataError(ValueError):
+    """A data folder that cannot be read as the LAG layout; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    label: int
+    image: Path
+    map: Path
+
+
+def scan(root: str | os.PathLike) -> list[Record]:
+    """List the image/map pairs of a LAG-layout folder, sorted by class then file name.
+
+    Raises:
+        DataError: the folder is missing, a class or sub-folder is missing, a class holds no
+            images, or an image has no attention map (or a map no image).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data root not found (expected a folder in the LAG layout "
+                        f"{{{','.join(CLASSES)}}}/{{{IMAGE_DIR},{MAP_DIR}}}/NNNN.jpg)")
+    expected = [f"{c}/{d}" for c in CLASSES for d in (IMAGE_DIR, MAP_DIR)]
+    missing = [e for e in expected if not (root / e).is_dir()]
+    if missing:
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise DataError(f"{root}: not in the LAG layout; missing folders {', '.join(missing)} "
+                        f"(expected {', '.join(expected)}; found folders: {', '.join(found) or 'none'})")
+    records = []
+    for label, cls in enumerate(CLASSES):
+        images = {p.name: p for p in (root / cls / IMAGE_DIR).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        maps = {p.name: p for p in (root / cls / MAP_DIR).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        if not images:
+            raise DataError(f"{root / cls / IMAGE_DIR}: no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
+        lonely = sorted(set(images) - set(maps))
+        if lonely:
+            more = f" and {len(lonely) - 1} more" if len(lonely) > 1 else ""
+            raise DataError(f"{root / cls / IMAGE_DIR / lonely[0]}: image without its attention map "
+                            f"(expected {root / cls / MAP_DIR / lonely[0]}){more}")
+        orphans = sorted(set(maps) - set(images))
+        if orphans:
+            raise DataError(f"{root / cls / MAP_DIR / orphans[0]}: attention map without its image "
+                            f"(expected {root / cls / IMAGE_DIR / orphans[0]})")
+        records += [Record(f"{cls}/{n}", label, images[n], maps[n]) for n in sorted(images)]
+    return records
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def fingerprint(records: list[Record]) -> str:
+    """Content hash of a data set: names, labels and the bytes of every image and map.
+
+    Memoised per process on the files' sizes and modification times.
+    """
+    stats = tuple((r.name, r.label) + _stat(r.image) + _stat(r.map) for r in records)
+    if stats in _FINGERPRINTS:
+        return _FINGERPRINTS[stats]
+    h = hashlib.blake2b(digest_size=16)
+    for r in records:
+        h.update(f"{r.name}\0{r.label}\0".encode())
+        h.update(r.image.read_bytes())
+        h.update(r.map.read_bytes())
+    _FINGERPRINTS[stats] = h.hexdigest()
+    return _FINGERPRINTS[stats]
+
+
+@dataclass
+class Arrays:
+    """A decoded data set at one input size.
+
+    images: uint8 [N, 3, S, S]; maps: uint8 [N, S, S]; labels: int64 [N]; names: N strings.
+    """
+
+    images: torch.Tensor
+    maps: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _decode(path: Path, mode: str, size: int) -> torch.Tensor:
+    """Decode with Pillow (torchvision's decoders are deprecated), resize with torchvision (antialiased)."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert(mode))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot decode image ({err})") from None
+    img = torch.from_numpy(arr.copy())
+    img = img.permute(2, 0, 1) if img.dim() == 3 else img[None]
+    return TF.resize(img, [size, size], antialias=True)
+
+
+_MEMORY: dict[tuple[str, int], Arrays] = {}
+
+
+def load_arrays(root: str | os.PathLike, size: int, cache_dir: str | os.PathLike | None = None) -> Arrays:
+    """Decode a LAG-layout folder at `size` x `size`, once per process and once per disk cache.
+
+    Args:
+        root: data folder in the LAG layout.
+        size: input side in pixels.
+        cache_dir: folder for the decoded-tensor cache; None keeps it in memory only.
+    """
+    records = scan(root)
+    fp = fingerprint(records)
+    key = (fp, size)
+    if key in _MEMORY:
+        return _MEMORY[key]
+    path = Path(cache_dir) / f"lag-{fp}-{size}.pt" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        blob = torch.load(path, weights_only=True)
+        arrays = Arrays(blob["images"], blob["maps"], blob["labels"], list(blob["names"]), fp)
+    else:
+        images = torch.stack([_decode(r.image, "RGB", size) for r in records])
+        maps = torch.stack([_decode(r.map, "L", size)[0] for r in records])
+        labels = torch.tensor([r.label for r in records], dtype=torch.int64)
+        arrays = Arrays(images, maps, labels, [r.name for r in records], fp)
+        if path is not None:
+            atomic_save(dict(images=images, maps=maps, labels=labels, names=arrays.names), path)
+    _MEMORY[key] = arrays
+    return arrays
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def stratified_split(labels: torch.Tensor, fractions: tuple[float, float, float], seed: int) -> dict[str, torch.Tensor]:
+    """Seeded stratified split into train/val/test indices.
+
+    Args:
+        labels: int64 [N].
+        fractions: (train, val, test), each > 0, summing to 1.
+        seed: split seed (independent of the training seed, so all seeds share one split).
+
+    Returns:
+        {"train": LongTensor, "val": ..., "test": ...}, each sorted, disjoint, covering all N.
+    """
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"split fractions: expected three positive numbers (train, val, test) summing to 1, found {fractions!r}")
+    gen = torch.Generator().manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {s: [] for s in SPLITS}
+    for cls in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == cls).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_val = max(1, round(fractions[1] * len(idx)))
+        n_test = max(1, round(fractions[2] * len(idx)))
+        n_train = len(idx) - n_val - n_test
+        if n_train < 1:
+            raise ValueError(f"split: class {cls} has only {len(idx)} images, too few for train/val/test")
+        parts["train"].append(idx[:n_train])
+        parts["val"].append(idx[n_train:n_train + n_val])
+        parts["test"].append(idx[n_train + n_val:])
+    return {s: torch.sort(torch.cat(p)).values for s, p in parts.items()}
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 3, H, W] (or [3, H, W]) -> float32 normalised with MEAN and STD."""
+    return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), MEAN, STD)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `normalize`, to float [0, 1] for display."""
+    mean = torch.tensor(MEAN, device=x.device).view(-1, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(-1, 1, 1)
+    return (x * std + mean).clamp(0, 1)
+
+
+def train_transform(size: int) -> v2.Compose:
+    """The PROTOCOL's training augmentation on uint8 tensors."""
+    return v2.Compose([
+        v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
+        v2.RandomRotation(15),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(MEAN, STD),
+    ])
+
+
+class LagDataset(Dataset):
+    """One split of a decoded data set. Items are (image float [3, S, S], label, index)."""
+
+    def __init__(self, arrays: Arrays, indices: torch.Tensor, train: bool = False):
+        self.arrays = arrays
+        self.indices = indices
+        self.train = train
+        self.transform = train_transform(arrays.images.shape[-1]) if train else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        img = self.arrays.images[j]
+        x = self.transform(img) if self.train else normalize(img)
+        return x, self.arrays.labels[j], i
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.arrays.labels[self.indices]
+
+    @property
+    def names(self) -> list[str]:
+        return [self.arrays.names[int(j)] for j in self.indices]
+
+    def batch(self, rows: torch.Tensor | slice | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Evaluation tensors for `rows` of this split, without augmentation.
+
+        Returns:
+            (images float [B, 3, S, S] normalised, labels int64 [B], maps float [B, S, S] in [0, 1]).
+        """
+        idx = self.indices if rows is None else self.indices[rows]
+        maps = self.arrays.maps[idx].to(torch.float32) / 255.0
+        return normalize(self.arrays.images[idx]), self.arrays.labels[idx], maps
+
+    def loader(self, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0) -> DataLoader:
+        """A DataLoader whose order depends only on `seed`."""
+        gen = torch.Generator().manual_seed(seed)
+        return DataLoader(self, batch_size=batch_size, shuffle=shuffle, generator=gen,
+                          num_workers=workers, drop_last=False, persistent_workers=workers > 0)
+
+
+@dataclass
+class Split:
+    """The three datasets of one split of one data set."""
+
+    train: LagDataset
+    val: LagDataset
+    test: LagDataset
+
+    def __getitem__(self, name: str) -> LagDataset:
+        if name not in SPLITS:
+            raise KeyError(f"split: expected one of {', '.join(SPLITS)}, found {name!r}")
+        return getattr(self, name)
+
+    def describe(self) -> "pd.DataFrame":
+        """Images per split and class."""
+        import pandas as pd
+
+        rows = {s: {c: int((self[s].labels == i).sum()) for i, c in enumerate(CLASSES)} for s in SPLITS}
+        df = pd.DataFrame(rows).T
+        df["total"] = df.sum(1)
+        return df
+
+
+def load_split(root: str | os.PathLike, size: int, *, fractions=(0.6, 0.2, 0.2), split_seed: int = 0,
+               cache_dir: str | os.PathLike | None = None) -> Split:
+    """Decode `root` at `size` and split it (see `stratified_split`); `fractions="thesis"` mimics Table 4.1."""
+    if fractions == "thesis":
+        fractions = THESIS_FRACTIONS
+    arrays = load_arrays(root, size, cache_dir)
+    parts = stratified_split(arrays.labels, tuple(fractions), split_seed)
+    return Split(LagDataset(arrays, parts["train"], train=True), LagDataset(arrays, parts["val"]),
+                 LagDataset(arrays, parts["test"]))
+
+
+def resolve_root(data: str | os.PathLike | None = None) -> Path:
+    """The data folder to use.
+
+    Args:
+        data: a LAG-layout folder; or a synthetic set named "synthetic" or
+            "synthetic-n400-s96-seed1[-label_noise0.1][-spurious0.9]..." (n images, s pixels, and
+            any other SynthSpec field by name), generated under <project>/data on first use; or
+            None: $THESISLIB_DATA if set, else the embedded synthetic set (1,000 images, 128 px).
+    """
+    if data is None or str(data) == "":
+        data = os.environ.get("THESISLIB_DATA") or "synthetic"
+    text = str(data)
+    if not text.startswith("synthetic"):
+        return Path(text).expanduser().resolve()
+    from thesislib.paths import data_dir
+    from thesislib.synth import synthesize
+
+    spec = synth_spec(text)
+    root = data_dir() / synth_name(spec)
+    if not root.is_dir():
+        synthesize(root, spec)
+    return root
+
+
+_SHORT = {"n": "n", "s": "size"}
+
+
+def synth_spec(text: str) -> "SynthSpec":
+    """"synthetic-n240-s64-label_noise0.2" -> SynthSpec(n=240, size=64, label_noise=0.2, ...)."""
+    import re
+    from dataclasses import fields as dc_fields
+
+    from thesislib.synth import SynthSpec
+
+    names = {f.name for f in dc_fields(SynthSpec)}
+    parts = text.split("-")
+    if parts[0] != "synthetic":
+        raise DataError(f"data: expected a folder or 'synthetic[-n<images>-s<pixels>-seed<k>...]', found {text!r}")
+    values: dict = dict(DEFAULT_SYNTH)
+    for token in parts[1:]:
+        m = re.fullmatch(r"([a-z_]+)([0-9][0-9.e+]*)", token)
+        key = _SHORT.get(m.group(1), m.group(1)) if m else None
+        if key not in names:
+            raise DataError(f"data: {text!r}: cannot read {token!r}; expected n<images>, s<pixels> or a SynthSpec "
+                            f"field followed by its value ({', '.join(sorted(names))})")
+        values[key] = int(m.group(2)) if key in ("n", "size", "seed", "map_size", "quality") else float(m.group(2))
+    try:
+        return SynthSpec(**values)
+    except ValueError as err:
+        raise DataError(f"data: {text!r}: {err}") from None
+
+
+def synth_name(spec: "SynthSpec") -> str:
+    """The canonical name of a synthetic set (also its folder name under <project>/data)."""
+    from thesislib.synth import SynthSpec
+
+    defaults = SynthSpec()
+    extra = "".join(f"-{k}{v}" for k, v in sorted(vars(spec).items())
+                    if k not in ("n", "size", "seed") and v != getattr(defaults, k))
+    return f"synthetic-n{spec.n}-s{spec.size}-seed{spec.seed}{extra}"
