@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+import torch
+from skimage.filters import threshold_otsu
+from sklearn.metrics import confusion_matrix as sk_confusion, f1_score as sk_f1, roc_auc_score
+from torchvision.ops import box_iou as tv_box_iou, masks_to_boxes
+
+from thesislib import metrics as M
+
+
+def _soft_maps(n: int, seed: int, dtype) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 24, 24, generator=g, dtype=dtype) ** (1 + 4 * torch.rand(n, 1, 1, generator=g, dtype=dtype))
+    blob = torch.exp(-((torch.arange(24) - 12.0) ** 2)[None, :, None] / 30 - ((torch.arange(24) - 9.0) ** 2)[None, None, :] / 20)
+    x[: n // 4] = 0.6 * x[: n // 4] + blob.to(dtype)
+    x[n // 4: n // 2] = 0.5 + 1e-3 * x[n // 4: n // 2]  # near-constant
+    x[n // 2: n // 2 + 10] = torch.round(x[n // 2: n // 2 + 10] * 5) / 5  # few levels, ties at bin edges
+    x[-1] = 0.25  # constant
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_otsu_masks_identical_to_scikit_image(dtype):
+    maps = _soft_maps(200, seed=0, dtype=dtype)
+    t = M.otsu_threshold(maps)
+    ours = M.binarize(maps)
+    for i in range(len(maps)):
+        ref = threshold_otsu(maps[i].numpy())
+        assert float(t[i]) == float(ref)
+        assert np.array_equal(ours[i].numpy(), maps[i].numpy() > ref)
+    assert M.is_empty(ours[-1:]).item()  # a constant map has no foreground
+
+
+def test_otsu_on_synthetic_expert_maps(split):
+    _, _, maps = split.test.batch()
+    masks = M.binarize(maps)
+    for i in range(len(maps)):
+        assert np.array_equal(masks[i].numpy(), maps[i].numpy() > threshold_otsu(maps[i].numpy()))
+    share = masks.flatten(1).float().mean(1)
+    assert (share > 0.01).all() and (share < 0.4).all()  # a compact region, not the whole photo
+
+
+def test_otsu_rejects_integer_maps():
+    with pytest.raises(TypeError, match="floating"):
+        M.otsu_threshold(torch.zeros(1, 4, 4, dtype=torch.uint8))
+
+
+def _two_masks():
+    a = torch.zeros(1, 4, 4, dtype=torch.bool)
+    b = torch.zeros(1, 4, 4, dtype=torch.bool)
+    a[0, :, :2] = True  # left half: 8 px
+    b[0, :, 1:3] = True  # middle columns: 8 px, overlap 4
+    return a, b
+
+
+def test_iou_area_hand_case():
+    a, b = _two_masks()
+    assert M.iou_area(a, b).item() == pytest.approx(4 / 12)  # 1/3
+    assert M.iou_area(a, a).item() == 1.0
+
+
+def test_boxes_and_box_iou_hand_case_and_torchvision():
+    a, b = _two_masks()
+    assert M.boxes(a).tolist() == [[0, 0, 2, 4]] and M.boxes(b).tolist() == [[1, 0, 3, 4]]
+    assert M.iou_bbox(a, b).item() == pytest.approx(1 / 3)
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(30, 16, 16, generator=g) > 0.97
+    masks[:, 3, 5] = True
+    ref = masks_to_boxes(masks).long()
+    ref[:, 2:] += 1  # torchvision's boxes are inclusive; ours are half-open pixel boxes
+    assert torch.equal(M.boxes(masks), ref)
+    other = torch.rand(30, 16, 16, generator=g) > 0.95
+    other[:, 10, 10] = True
+    expected = tv_box_iou(M.boxes(masks).float(), M.boxes(other).float()).diagonal()
+    assert torch.allclose(M.iou_bbox(masks, other), expected)
+
+
+def test_empty_foreground_scores_zero_not_nan():
+    empty = torch.zeros(2, 4, 4, dtype=torch.bool)
+    full = torch.ones(2, 4, 4, dtype=torch.bool)
+    for f in (M.iou_area, M.iou_bbox):
+        assert f(empty, full).tolist() == [0.0, 0.0] and f(empty, empty).tolist() == [0.0, 0.0]
+    assert M.boxes(empty).tolist() == [[0, 0, 0, 0]] * 2
+    assert M.relevance_mass(torch.zeros(2, 4, 4), full).tolist() == [0.0, 0.0]
+    assert M.pointing_game(torch.zeros(2, 4, 4), full).tolist() == [False, False]
+
+
+def test_pointing_game_and_relevance_mass():
+    heat = torch.zeros(2, 5, 5)
+    heat[0, 1, 1] = 1.0
+    heat[1, 4, 4] = 1.0
+    heat[1, 0, 0] = 0.5
+    mask = torch.zeros(2, 5, 5, dtype=torch.bool)
+    mask[:, :2, :2] = True
+    assert M.pointing_game(heat, mask).tolist() == [True, False]
+    assert M.pointing_game(heat, mask, tolerance=3).tolist() == [True, True]
+    assert M.relevance_mass(heat, mask).tolist() == pytest.approx([1.0, 0.5 / 1.5])
+
+
+def _model_and_inputs(tiny_model, images):
+    model = tiny_model()
+    g = torch.Generator().manual_seed(3)
+    cams = torch.rand(len(images), 64, 64, generator=g)
+    targets = torch.tensor([0, 1] * (len(images) // 2))
+    return model, cams, targets
+
+
+def test_drop_and_increase_match_pytorch_grad_cam(tiny_model, images):
+    from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    model, cams, targets = _model_and_inputs(tiny_model, images)
+    with torch.no_grad():  # a model whose confidence moves both ways under masking
+        model.fc.bias.copy_(torch.tensor([0.3, -0.3]))
+    y, o = M.confidences(model, images, cams, targets)
+    t = [ClassifierOutputSoftmaxTarget(int(c)) for c in targets]
+    ref_drop = DropInConfidence()(images, cams.numpy(), t, model)
+    ref_inc = IncreaseInConfidence()(images, cams.numpy(), t, model)
+    assert np.allclose(M.drop_in_confidence(y, o).numpy(), ref_drop, atol=1e-6)
+    assert np.array_equal(M.increase_in_confidence(y, o).numpy(), ref_inc)
+    assert 0 < ref_inc.sum() < len(images)
+
+
+def test_average_drop_is_the_relative_drop():
+    y = torch.tensor([0.8, 0.5, 0.9, 0.6])
+    o = torch.tensor([0.2, 0.6, 0.9, 0.3])
+    assert M.average_drop(y, o).tolist() == pytest.approx([0.75, 0.0, 0.0, 0.5])
+    assert M.increase_in_confidence(y, o).tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert M.average_drop(y, o).mean().item() * 100 == pytest.approx(31.25)
+
+
+def test_deletion_and_insertion(tiny_model, images):
+    model, cams, targets = _model_and_inputs(tiny_model, images)
+    dele, ins = M.deletion_insertion(model, images, cams, targets, steps=8)
+    assert dele.shape == ins.shape == (8,)
+    assert ((0 <= dele) & (dele <= 1) & (0 <= ins) & (ins <= 1)).all()
+
+    class Constant(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.stack([torch.zeros(len(x)), torch.full((len(x),), np.log(3.0))], 1) + self.w
+
+    d, i = M.deletion_insertion(Constant(), images, cams, torch.ones(8, dtype=torch.long), steps=4)
+    assert torch.allclose(d, torch.full((8,), 0.75)) and torch.allclose(i, torch.full((8,), 0.75))
+
+
+def test_classification_metrics_match_scikit_learn():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (300,), generator=g)
+    scores = torch.rand(300, generator=g) * 0.6 + 0.4 * labels
+    scores[:50] = torch.round(scores[:50] * 4) / 4  # ties
+    pred = (scores > 0.5).long()
+    assert M.roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels.numpy(), scores.numpy()), abs=1e-12)
+    assert M.f1_score(pred, labels) == pytest.approx(sk_f1(labels.numpy(), pred.numpy()))
+    assert M.confusion_matrix(pred, labels).numpy().tolist() == sk_confusion(labels.numpy(), pred.numpy()).tolist()
+    assert M.accuracy(pred, labels) == pytest.approx((pred == labels).double().mean().item())
+    with pytest.raises(ValueError, match="both classes"):
+        M.roc_auc(scores, torch.ones(300, dtype=torch.long))
+    assert M.f1_score(torch.zeros(5, dtype=torch.long), torch.zeros(5, dtype=torch.long)) == 0.0

@@ -1,0 +1,322 @@
+"""Metrics: pure, batched torch functions (batch first); no I/O, no state.
+
+Localisation (heatmap H vs expert map M, both [N, H, W]): Otsu binarisation with scikit-image's
+`threshold_otsu` semantics, IoU by area and by bounding box, pointing game, relevance mass.
+Faithfulness (model needed): Average Drop, Increase in Confidence (PROTOCOL: relative drop of the
+softmax probability of the explained class when the normalised input is multiplied by the map),
+deletion/insertion AUC. Classification: accuracy, ROC AUC, F1, confusion matrix.
+
+Per-image metrics are fractions in [0, 1]; tables multiply by 100. Empty foregrounds give 0,
+never NaN; callers flag them with `is_empty`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "otsu_threshold", "binarize", "is_empty", "iou_area", "boxes", "box_iou", "iou_bbox",
+    "pointing_game", "relevance_mass", "confidences", "average_drop", "drop_in_confidence",
+    "increase_in_confidence", "deletion_insertion", "accuracy", "roc_auc", "f1_score",
+    "confusion_matrix",
+]
+
+
+def _check_maps(name: str, x: torch.Tensor) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"{name}: expected a batch of maps [N, H, W], found shape {tuple(x.shape)}")
+
+
+def _cumsum(x: torch.Tensor) -> torch.Tensor:
+    """Sequential cumulative sum along dim 1 in x's own precision, like numpy's cumsum.
+
+    torch's CPU cumsum accumulates float32 in double, which rounds differently from numpy.
+    """
+    out = torch.empty_like(x)
+    acc = x[:, 0].clone()
+    out[:, 0] = acc
+    for i in range(1, x.shape[1]):
+        acc = acc + x[:, i]
+        out[:, i] = acc
+    return out
+
+
+def otsu_threshold(x: torch.Tensor, nbins: int = 256) -> torch.Tensor:
+    """Otsu's threshold of each map, as scikit-image's `threshold_otsu(x[i])` computes it.
+
+    Same semantics, bit for bit on the CPU: `nbins` equal bins over each map's own [min, max]
+    (numpy's histogram edges and bin assignment, in the input's precision), bin centres,
+    scikit-image's float32 counts, the first maximum of the between-class variance. A constant
+    map returns its value (so no pixel is foreground). Where scikit-image would raise because the
+    range is too small for `nbins` distinct bins, this returns the maximum (empty foreground).
+
+    Args:
+        x: floating [N, H, W].
+    Returns:
+        [N] thresholds, dtype of x; the foreground is x > threshold.
+    """
+    _check_maps("otsu_threshold: x", x)
+    if not x.is_floating_point():
+        raise TypeError(f"otsu_threshold: x: expected a floating-point tensor, found {x.dtype} "
+                        "(convert integer maps first, e.g. x.float() / 255)")
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    dt = x.dtype
+    lo, hi = flat.min(1).values, flat.max(1).values
+    constant = lo == hi
+    # numpy.linspace(lo, hi, nbins + 1) in the input's precision
+    step = torch.where(constant, torch.ones_like(hi), hi - lo) / nbins
+    edges = torch.arange(nbins + 1, dtype=dt, device=x.device)[None, :] * step[:, None] + lo[:, None]
+    edges[:, -1] = hi
+    degenerate = constant | (edges[:, 1:] <= edges[:, :-1]).any(1)
+    # numpy.histogram's bin assignment for equal bins, with its +-1 ULP corrections
+    denom = torch.where(degenerate, torch.ones_like(hi), hi - lo)
+    idx = ((flat - lo[:, None]) / denom[:, None] * nbins).long()
+    idx = torch.where(idx == nbins, idx - 1, idx).clamp_(0, nbins - 1)
+    idx = idx - (flat < edges.gather(1, idx)).long()
+    idx = idx + ((flat >= edges.gather(1, idx + 1)) & (idx != nbins - 1)).long()
+    counts = torch.zeros(n, nbins, dtype=torch.int64, device=x.device)
+    counts.scatter_add_(1, idx.clamp_(0, nbins - 1), torch.ones_like(idx))
+    counts = counts.to(torch.float32)  # scikit-image casts the histogram to float32
+    centers = (edges[:, :-1] + edges[:, 1:]) / 2.0
+    weighted = counts.to(torch.promote_types(torch.float32, dt)) * centers
+    w1 = _cumsum(counts)
+    w2 = _cumsum(counts.flip(1)).flip(1)
+    m1 = _cumsum(weighted) / w1
+    m2 = (_cumsum(weighted.flip(1)) / w2.flip(1)).flip(1)
+    diff = m1[:, :-1] - m2[:, 1:]
+    variance = (w1[:, :-1] * w2[:, 1:]) * (diff * diff)
+    best = torch.argmax(variance, dim=1)
+    threshold = centers.gather(1, best[:, None])[:, 0].to(dt)
+    return torch.where(degenerate, hi, threshold)
+
+
+def binarize(x: torch.Tensor) -> torch.Tensor:
+    """Otsu foreground: bool [N, H, W] = x > otsu_threshold(x)."""
+    return x > otsu_threshold(x)[:, None, None]
+
+
+def is_empty(mask: torch.Tensor) -> torch.Tensor:
+    """bool [N]: the mask [N, H, W] has no foreground pixel."""
+    return ~mask.flatten(1).any(1)
+
+
+def iou_area(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a and b| / |a or b| per image; 0 where both are empty.
+
+    Args:
+        a, b: bool [N, H, W].
+    Returns:
+        float32 [N].
+    """
+    _check_maps("iou_area: a", a)
+    a, b = a.flatten(1).bool(), b.flatten(1).bool()
+    inter = (a & b).sum(1).float()
+    union = (a | b).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(union))
+
+
+def boxes(mask: torch.Tensor) -> torch.Tensor:
+    """The box enclosing all foreground pixels, half-open pixel coordinates (x0, y0, x1, y1).
+
+    A pixel (row r, column c) spans [c, c + 1) x [r, r + 1), so the box of a single pixel has area
+    1 and boxes compare with torchvision.ops.box_iou. An empty mask gives (0, 0, 0, 0).
+
+    Args:
+        mask: bool [N, H, W].
+    Returns:
+        int64 [N, 4].
+    """
+    _check_maps("boxes: mask", mask)
+    mask = mask.bool()
+    rows, cols = mask.any(2), mask.any(1)  # [N, H], [N, W]
+    h, w = mask.shape[1:]
+
+    def span(any_: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = torch.arange(size, device=mask.device)
+        first = torch.where(any_, pos, size).min(1).values
+        last = torch.where(any_, pos, -1).max(1).values + 1
+        return first, last
+
+    x0, x1 = span(cols, w)
+    y0, y1 = span(rows, h)
+    out = torch.stack([x0, y0, x1, y1], 1)
+    return torch.where(is_empty(mask)[:, None], torch.zeros_like(out), out)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of paired boxes a[i], b[i] (x0, y0, x1, y1); 0 where the union has no area.
+
+    Args:
+        a, b: [N, 4].
+    Returns:
+        float32 [N].
+    """
+    a, b = a.float(), b.float()
+    area = lambda t: (t[:, 2] - t[:, 0]).clamp_min(0) * (t[:, 3] - t[:, 1]).clamp_min(0)  # noqa: E731
+    iw = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp_min(0)
+    ih = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp_min(0)
+    inter = iw * ih
+    union = area(a) + area(b) - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(union))
+
+
+def iou_bbox(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of the boxes enclosing all foreground of a and of b; 0 if either is empty.
+
+    Args:
+        a, b: bool [N, H, W].
+    Returns:
+        float32 [N].
+    """
+    iou = box_iou(boxes(a), boxes(b))
+    return torch.where(is_empty(a) | is_empty(b), torch.zeros_like(iou), iou)
+
+
+def pointing_game(heatmap: torch.Tensor, mask: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
+    """Hit if the heatmap's maximum (first one in row-major order) lies in the mask.
+
+    Args:
+        heatmap: float [N, H, W]; mask: bool [N, H, W].
+        tolerance: pixels; the mask is dilated by a square of this radius (Zhang et al. use 15
+            px at 224 px).
+    Returns:
+        bool [N]; an all-zero heatmap never hits.
+    """
+    _check_maps("pointing_game: heatmap", heatmap)
+    m = mask.float()
+    if tolerance > 0:
+        m = F.max_pool2d(m[:, None], 2 * tolerance + 1, stride=1, padding=tolerance)[:, 0]
+    flat = heatmap.flatten(1)
+    top = flat.argmax(1)
+    hit = m.flatten(1).gather(1, top[:, None])[:, 0] > 0
+    return hit & (flat.amax(1) > 0)
+
+
+def relevance_mass(heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Share of the heatmap's mass inside the mask (energy-based pointing game); 0 for an all-zero map.
+
+    Args:
+        heatmap: float [N, H, W], non-negative; mask: bool [N, H, W].
+    Returns:
+        float32 [N] in [0, 1].
+    """
+    _check_maps("relevance_mass: heatmap", heatmap)
+    h = heatmap.flatten(1).float()
+    total = h.sum(1)
+    inside = (h * mask.flatten(1).float()).sum(1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+
+
+@torch.no_grad()
+def confidences(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+                batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probability of each target class for the input (Y) and for input x map (O).
+
+    Args:
+        model: classifier in eval mode.
+        images: float [N, 3, H, W] normalised; maps: float [N, H, W] in [0, 1]; targets: int64 [N].
+    Returns:
+        (Y, O), float32 [N] each, on the CPU.
+    """
+    device = next(model.parameters()).device
+    ys, os_ = [], []
+    for s in range(0, len(images), batch_size):
+        x = images[s:s + batch_size].to(device)
+        m = maps[s:s + batch_size].to(device)[:, None]
+        t = targets[s:s + batch_size].to(device)[:, None]
+        ys.append(F.softmax(model(x).float(), 1).gather(1, t)[:, 0].cpu())
+        os_.append(F.softmax(model(x * m).float(), 1).gather(1, t)[:, 0].cpu())
+    return torch.cat(ys), torch.cat(os_)
+
+
+def average_drop(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """Relative drop max(0, Y - O) / Y per image (Chattopadhyay et al. 2018); x100 for %."""
+    return (y - o).clamp_min(0) / y.clamp_min(1e-12)
+
+
+def drop_in_confidence(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """Absolute drop max(0, Y - O): pytorch-grad-cam's DropInConfidence with a softmax target."""
+    return (y - o).clamp_min(0)
+
+
+def increase_in_confidence(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """1 where O > Y, else 0 (float [N]); its mean x100 is the Increase in Confidence in %."""
+    return (o > y).float()
+
+
+@torch.no_grad()
+def deletion_insertion(model: nn.Module, images: torch.Tensor, heatmaps: torch.Tensor, targets: torch.Tensor,
+                       steps: int = 16, blur_sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deletion and insertion AUC (Petsiuk et al. 2018), batched over images, `steps` + 1 points.
+
+    Deletion replaces the most salient pixels first with 0 (the mean colour after
+    normalisation); insertion starts from a blurred copy and restores the most salient pixels
+    first. Each curve is the target's softmax probability against the fraction of pixels
+    changed, integrated with the trapezoid rule. Ties in the heatmap keep row-major order.
+
+    Args:
+        model: classifier in eval mode.
+        images: float [N, 3, H, W] normalised; heatmaps: float [N, H, W]; targets: int64 [N].
+        steps: number of equal fractions between 0 and 1.
+        blur_sigma: insertion baseline blur, default size / 10.
+    Returns:
+        (deletion_auc, insertion_auc), float32 [N] in [0, 1]; lower deletion and higher insertion
+        are better.
+    """
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    device = next(model.parameters()).device
+    x = images.to(device)
+    n, _, h, w = x.shape
+    sigma = blur_sigma or max(1.0, h / 10)
+    k = int(2 * round(3 * sigma) + 1)
+    blurred = gaussian_blur(x, [k, k], [sigma, sigma])
+    order = torch.argsort(heatmaps.flatten(1).to(device), dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(h * w, device=device).expand(n, -1))
+    t = targets.to(device)[:, None]
+    dele, ins = [], []
+    for i in range(steps + 1):
+        top = (rank < round(i / steps * h * w)).view(n, 1, h, w)
+        dele.append(F.softmax(model(torch.where(top, 0.0, x)).float(), 1).gather(1, t)[:, 0])
+        ins.append(F.softmax(model(torch.where(top, x, blurred)).float(), 1).gather(1, t)[:, 0])
+    auc = lambda c: torch.trapezoid(torch.stack(c, 1), dx=1.0 / steps, dim=1).cpu()  # noqa: E731
+    return auc(dele), auc(ins)
+
+
+def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of correct predictions."""
+    return (pred == labels).double().mean().item()
+
+
+def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the ROC curve of `scores` for labels == 1 (Mann-Whitney U with average ranks).
+
+    Raises:
+        ValueError: labels hold a single class (the AUC is undefined).
+    """
+    labels = labels.bool()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"roc_auc: labels: expected both classes, found {n_pos} positive and {n_neg} negative")
+    _, inverse, counts = torch.unique(scores.double(), return_inverse=True, return_counts=True)
+    counts = counts.double()
+    ranks = (counts.cumsum(0) - counts + (counts + 1) / 2)[inverse]
+    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2
+    return (u / (n_pos * n_neg)).item()
+
+
+def f1_score(pred: torch.Tensor, labels: torch.Tensor, positive: int = 1) -> float:
+    """F1 of the positive class (glaucoma); 0 when there are no positives predicted or present."""
+    p, l = pred == positive, labels == positive  # noqa: E741
+    tp = (p & l).sum().item()
+    denom = 2 * tp + (p & ~l).sum().item() + (~p & l).sum().item()
+    return 2 * tp / denom if denom else 0.0
+
+
+def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, classes: int = 2) -> torch.Tensor:
+    """int64 [classes, classes]: rows are true classes, columns predicted (scikit-learn's layout)."""
+    return torch.bincount(labels.long() * classes + pred.long(), minlength=classes * classes).view(classes, classes)
