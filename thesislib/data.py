@@ -327,7 +327,10 @@ def resolve_root(data: str | os.PathLike | None = None) -> Path:
     """
     if data is None or str(data) == "":
         data = os.environ.get("THESISLIB_DATA") or "synthetic"
-    text = str(data)
+    text = os.path.expandvars(str(data))
+    if "$" in text:
+        raise DataError(f"data: {str(data)!r} names an environment variable that is not set; "
+                        "pass --data DIR or set it (e.g. THESISLIB_DATA=/path/to/LAG)")
     if not text.startswith("synthetic"):
         return Path(text).expanduser().resolve()
     from thesislib.paths import data_dir

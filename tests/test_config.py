@@ -1,0 +1,63 @@
+import pytest
+
+from thesislib.study.config import EVALUATION, TRAINING, ConfigError, RunConfig
+
+SMALL = dict(input_size=64, stem="compact", width=0.125)
+
+
+def test_defaults_are_the_thesis_baseline():
+    c = RunConfig()
+    assert (c.depth, c.norm, c.epochs, c.batch_size, c.lr, c.input_size, c.penalty) == (50, "none", 100, 256, 1e-3, 224, "none")
+
+
+def test_unknown_key_lists_what_is_allowed():
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict({"detph": 50}, source="params/x.yaml")
+    msg = str(err.value)
+    assert msg.startswith("params/x.yaml: unknown key(s) 'detph'") and "depth" in msg and "batch_size" in msg
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("depth", 101, "one of 18, 34, 50"), ("norm", "layer", "one of none, batch, group"),
+    ("epochs", 0, "integer >= 1"), ("epochs", 2.5, "integer >= 1"), ("batch_size", True, "integer"),
+    ("dropout", 1.0, "[0, 1)"), ("methods", ["gradcam", "smoothgrad"], "non-empty list"),
+    ("split", [0.5, 0.5], "three positive fractions"), ("eval_split", "train", "val, test"),
+    ("penalty", "l3", "none, l1, l2"),
+])
+def test_bad_values_name_key_found_and_expected(key, value, expected):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict({**SMALL, key: value})
+    msg = str(err.value)
+    assert msg.startswith(f"config: {key}: expected") and expected in msg and repr(value if not isinstance(value, list) else tuple(value)) in msg
+
+
+def test_cam_grid_must_be_at_least_4x4():
+    with pytest.raises(ConfigError, match="2x2 CAM grid"):
+        RunConfig(input_size=64, stem="imagenet")
+    RunConfig(input_size=64, stem="compact")
+
+
+def test_penalty_lambda_needs_a_penalty_and_groups_must_fit_the_width():
+    with pytest.raises(ConfigError, match="penalty_lambda"):
+        RunConfig(**SMALL, penalty_lambda=1e-4)
+    with pytest.raises(ConfigError, match="groups"):
+        RunConfig(**{**SMALL, "width": 0.03125}, norm="group", groups=16)
+
+
+def test_run_id_ignores_what_cannot_change_the_model():
+    a = RunConfig(**SMALL)
+    assert a.run_id("d") == RunConfig(**{**SMALL, "width": 0.125}, lr=0.001).run_id("d")
+    assert a.run_id("d") == RunConfig(**SMALL, groups=16).run_id("d")  # no GroupNorm: groups unused
+    assert a.run_id("d") == RunConfig(**SMALL, methods=["scorecam"], eval_images=5).run_id("d")  # evaluation only
+    assert a.run_id("d") == RunConfig(**SMALL, data="/somewhere/else").run_id("d")  # data by content, not path
+    assert a.run_id("d") != a.run_id("other data")
+    assert a.run_id("d") != RunConfig(**SMALL, seed=1).run_id("d")
+    assert a.eval_id() != RunConfig(**SMALL, eval_images=5).eval_id()
+    assert a.eval_id() == RunConfig(**SMALL, methods=["scorecam"]).eval_id()
+
+
+def test_round_trip_and_field_groups():
+    c = RunConfig(**SMALL, methods=["gradcam"], split=[0.7, 0.1, 0.2])
+    assert RunConfig.from_dict(c.to_dict()) == c
+    assert c.replace(seed=3).seed == 3
+    assert set(TRAINING) | set(EVALUATION) | {"data"} == set(c.to_dict())

@@ -1,0 +1,212 @@
+"""The run config: every knob of a run, strict, with the thesis's baseline as defaults.
+
+One `RunConfig` flows from a params YAML to a run directory to a result row. Unknown keys and
+values of the wrong type or outside the allowed set are errors that list what is allowed.
+Fields split into two groups: TRAINING fields determine the trained model (and, with the data's
+content hash, the run directory); EVALUATION fields determine how it is scored, and a run is
+scored again for new evaluation settings without being retrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from thesislib.explain import METHODS
+from thesislib.models import NORMS, STEMS, cam_grid
+from thesislib.train import PENALTIES
+
+__all__ = ["RunConfig", "ConfigError", "TRAINING", "EVALUATION"]
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be used; the message names the key, what was found and what is allowed."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run and how it is evaluated. Defaults are the thesis's baseline (Table 5.5)."""
+
+    # data
+    data: str | None = None  # LAG-layout folder; None: $THESISLIB_DATA or the embedded synthetic set
+    input_size: int = 224
+    split: tuple[float, float, float] | str = (0.6, 0.2, 0.2)  # train/val/test, or "thesis"
+    split_seed: int = 0
+    # model
+    depth: int = 50
+    width: float = 1.0
+    stem: str = "imagenet"
+    norm: str = "none"
+    groups: int = 32
+    dropout: float = 0.0
+    precode_k: int | None = None
+    precode_beta: float = 1e-3
+    # optimisation
+    penalty: str = "none"
+    penalty_lambda: float = 0.0
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    # explainability tracked during training (RQ2), on the validation split
+    track_every: int = 0
+    track_method: str = "gradcam"
+    track_images: int | None = 64
+    # evaluation
+    methods: tuple[str, ...] = ("cam", "gradcam", "gradcam++", "scorecam")
+    eval_split: str = "test"
+    target: str = "predicted"
+    eval_images: int | None = None
+    deletion_steps: int = 0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                value = tuple(value)
+            if f.name in _FLOATS and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # 1 and 1.0 must hash alike
+            if f.name == "split" and isinstance(value, tuple):
+                value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
+            object.__setattr__(self, f.name, value)
+        self._validate()
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "RunConfig":
+        """Build from a mapping; `source` (e.g. a file name) prefixes error messages."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of run settings, found {type(values).__name__}")
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}")
+        try:
+            return cls(**values)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+    def replace(self, **changes) -> "RunConfig":
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    # -- identity -----------------------------------------------------------------------------
+    def training_dict(self) -> dict[str, Any]:
+        """The training fields, without those that cannot matter (groups without GroupNorm, ...)."""
+        out = {k: v for k, v in self.to_dict().items() if k in TRAINING}
+        if self.norm != "group":
+            del out["groups"]
+        if self.precode_k is None:
+            del out["precode_beta"]
+        if self.penalty == "none":
+            del out["penalty_lambda"]
+        if not self.track_every:
+            del out["track_method"], out["track_images"]
+        return out
+
+    def evaluation_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k in EVALUATION and k != "methods"}
+
+    def run_id(self, data_fingerprint: str) -> str:
+        """Hash of the training fields, with the data identified by its content, not its path."""
+        key = {**self.training_dict(), "data": data_fingerprint}
+        return _digest(key)
+
+    def eval_id(self) -> str:
+        """Hash of the evaluation settings (methods excluded: each method is stored on its own)."""
+        return _digest(self.evaluation_dict())[:8]
+
+    @property
+    def model_name(self) -> str:
+        return f"resnet{self.depth}"
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return dict(norm=self.norm, groups=self.groups, width=self.width, stem=self.stem, dropout=self.dropout,
+                    precode_k=self.precode_k, precode_beta=self.precode_beta)
+
+    # -- validation ---------------------------------------------------------------------------
+    def _validate(self) -> None:
+        def fail(key: str, expected: str) -> None:
+            raise ConfigError(f"{key}: expected {expected}, found {getattr(self, key)!r}")
+
+        def integer(key: str, lo: int, optional: bool = False) -> None:
+            v = getattr(self, key)
+            if optional and v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                fail(key, f"an integer >= {lo}" + (" or null" if optional else ""))
+
+        def number(key: str, lo: float, hi: float, hi_open: bool = False) -> None:
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < lo or v > hi or (hi_open and v == hi):
+                fail(key, f"a number in [{lo}, {hi}{')' if hi_open else ']'}")
+
+        def choice(key: str, options) -> None:
+            if getattr(self, key) not in options:
+                fail(key, "one of " + ", ".join(map(str, options)))
+
+        if self.data is not None and not isinstance(self.data, str):
+            fail("data", "a folder path or null")
+        integer("input_size", 16)
+        if self.split != "thesis":
+            if not (isinstance(self.split, tuple) and len(self.split) == 3
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in self.split)
+                    and abs(sum(self.split) - 1) < 1e-6):
+                fail("split", "'thesis' or three positive fractions [train, val, test] summing to 1")
+        integer("split_seed", 0)
+        choice("depth", (18, 34, 50))
+        number("width", 1 / 64, 4)
+        choice("stem", STEMS)
+        choice("norm", NORMS)
+        integer("groups", 1)
+        number("dropout", 0, 1, hi_open=True)
+        integer("precode_k", 1, optional=True)
+        number("precode_beta", 0, 10)
+        choice("penalty", PENALTIES)
+        number("penalty_lambda", 0, 10)
+        integer("epochs", 1)
+        integer("batch_size", 1)
+        number("lr", 1e-8, 10)
+        integer("seed", 0)
+        integer("track_every", 0)
+        choice("track_method", METHODS)
+        integer("track_images", 1, optional=True)
+        if not isinstance(self.methods, tuple) or not self.methods or any(m not in METHODS for m in self.methods):
+            fail("methods", "a non-empty list of " + ", ".join(METHODS))
+        choice("eval_split", ("val", "test"))
+        choice("target", ("predicted", "label"))
+        integer("eval_images", 1, optional=True)
+        integer("deletion_steps", 0)
+        if self.penalty == "none" and self.penalty_lambda:
+            fail("penalty_lambda", "0 when penalty is 'none' (set penalty to l1 or l2)")
+        grid = cam_grid(self.stem, self.input_size)
+        if grid < 4:
+            raise ConfigError(f"input_size: {self.input_size} px with the {self.stem!r} stem gives a {grid}x{grid} "
+                              f"CAM grid at layer4; expected at least 4x4 (use a larger input_size or the "
+                              f"'compact' or 'cifar' stem)")
+        if self.norm == "group":
+            g = self.groups * self.width
+            if abs(g - round(g)) > 1e-9 or round(g) < 1:
+                raise ConfigError(f"groups: {self.groups} groups at width {self.width} give {g:g} groups; "
+                                  "expected groups * width to be a whole number >= 1")
+
+
+TRAINING = ("input_size", "split", "split_seed", "depth", "width", "stem", "norm", "groups", "dropout",
+            "precode_k", "precode_beta", "penalty", "penalty_lambda", "epochs", "batch_size", "lr", "seed",
+            "track_every", "track_method", "track_images")
+EVALUATION = ("methods", "eval_split", "target", "eval_images", "deletion_steps")
+
+
+_FLOATS = ("width", "dropout", "precode_beta", "penalty_lambda", "lr")
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,239 @@
+"""Grids: configs x seeds as a tidy table, run, and gathered into tidy results.
+
+A notebook's params hold a `base` config (overrides of `RunConfig`'s defaults), `experiments`
+(family -> list of overrides, one per setting; {} is the family's baseline) and `seeds`.
+`grid(...)` expands them into one row per family x setting x seed with its RunConfig;
+`run(grid)` trains and evaluates what is missing and returns one row per run x method with the
+run's mean metrics (%), its classification metrics (%) and the grid's columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from thesislib.evaluation import CLASSIFICATION, METRICS, summarize
+from thesislib.study.config import ConfigError, RunConfig
+from thesislib.study.runs import Run, run_all
+
+__all__ = ["FAMILIES", "grid", "run", "results", "histories", "images", "setting_label", "load_params",
+           "study_grid", "NOTEBOOKS", "find_run", "describe", "long_run_experiments"]
+
+# family -> (thesis table, title); the order is the report's
+FAMILIES = {
+    "depth": ("5.2", "Depth"),
+    "epochs": ("5.3", "Epochs"),
+    "batch_size": ("5.4", "Batch size"),
+    "weight_decay": ("5.6", "Weight decay"),
+    "dropout": ("5.7", "Dropout"),
+    "batch_norm": ("5.8", "Batch normalisation"),
+    "group_norm": ("5.9", "Group normalisation"),
+    "precode": ("5.10", "PRECODE"),
+    "precode_long": (None, "PRECODE long run"),
+}
+NOTEBOOKS = ("00_data", "01_depth", "02_optimisation", "03_cam_methods", "04_regularisation", "05_precode",
+             "06_correlation")
+
+
+def setting_label(family: str, overrides: dict[str, Any]) -> str:
+    """A short, stable name for one setting of a family ("baseline" for no overrides)."""
+    if not overrides:
+        return "baseline"
+    o = overrides
+    if family == "depth" and set(o) == {"depth"}:
+        return str(o["depth"])
+    if family == "batch_size" and set(o) == {"batch_size"}:
+        return str(o["batch_size"])
+    if family == "epochs" and set(o) == {"batch_size"}:
+        return f"batch {o['batch_size']}"
+    if family == "weight_decay" and set(o) == {"penalty", "penalty_lambda"}:
+        return f"{o['penalty'].upper()} {o['penalty_lambda']:.0e}"
+    if family == "dropout" and set(o) == {"dropout"}:
+        return f"{o['dropout']:g}"
+    if family == "batch_norm" and o == {"norm": "batch"}:
+        return "BatchNorm"
+    if family == "group_norm" and set(o) == {"norm", "groups"}:
+        return str(o["groups"])
+    if family == "precode_long":
+        o = {k: v for k, v in o.items() if k != "epochs"}
+        if not o:
+            return "baseline"
+    if family in ("precode", "precode_long") and set(o) <= {"precode_k", "precode_beta"} and "precode_k" in o:
+        return f"β={o.get('precode_beta', RunConfig.precode_beta):.0e}, k={o['precode_k']}"
+    return ", ".join(f"{k}={v}" for k, v in sorted(o.items()))
+
+
+def grid(base: dict[str, Any], experiments: dict[str, list[dict[str, Any]]], seeds: list[int], *,
+         data: str | None = None, runs: str | None = None, source: str = "params") -> pd.DataFrame:
+    """Expand a notebook's params into one row per family x setting x seed.
+
+    Args:
+        base: overrides of RunConfig's defaults shared by every run.
+        experiments: family -> list of per-setting overrides ({} is the baseline).
+        seeds: training seeds.
+        data: data folder for every run (overrides base["data"]); None keeps base's.
+        runs: runs folder, stored in the table's attrs for `run`.
+        source: named in error messages (e.g. the params file).
+
+    Returns:
+        Columns family, setting, seed, overrides (JSON), config (RunConfig); attrs["runs"].
+    """
+    if not isinstance(experiments, dict) or not experiments:
+        raise ConfigError(f"{source}: experiments: expected a mapping family -> list of settings, found {experiments!r}")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"{source}: seeds: expected a non-empty list of integers, found {seeds!r}")
+    base = dict(base)
+    if data is not None:
+        base["data"] = str(data)
+    rows = []
+    for family, settings in experiments.items():
+        if family not in FAMILIES:
+            raise ConfigError(f"{source}: experiments: unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+        if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
+            raise ConfigError(f"{source}: experiments.{family}: expected a list of mappings, found {settings!r}")
+        for overrides in settings:
+            for seed in seeds:
+                cfg = RunConfig.from_dict({**base, **overrides, "seed": seed},
+                                          source=f"{source}: experiments.{family}[{setting_label(family, overrides)}]")
+                rows.append(dict(family=family, setting=setting_label(family, overrides), seed=seed,
+                                 overrides=json.dumps(overrides, sort_keys=True), config=cfg))
+    df = pd.DataFrame(rows)
+    df.attrs["runs"] = runs
+    return df
+
+
+def _runs(table: pd.DataFrame) -> list[Run]:
+    from thesislib.study.runs import plan
+
+    return plan(table["config"], table.attrs.get("runs"))
+
+
+def run(table: pd.DataFrame, *, executor=None, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Train and evaluate every run of `table` that is not cached, then return `results(table)`."""
+    run_all(table["config"], runs_dir=table.attrs.get("runs"), executor=executor, workers=workers, progress=progress)
+    return results(table)
+
+
+def _with_runs(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    runs = _runs(table)
+    out["run"] = runs
+    out["run_id"] = [r.run_id for r in runs]
+    return out
+
+
+def results(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid row x method: the grid's columns, the run's mean metrics and classification (%)."""
+    frames = []
+    for row in _with_runs(table).itertuples(index=False):
+        df = row.run.images()
+        if df.empty:
+            continue
+        summary = summarize(df)
+        for col in ("family", "setting", "seed", "run_id", "overrides"):
+            summary[col] = getattr(row, col)
+        summary["config"] = [row.config] * len(summary)
+        frames.append(summary)
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    front = ["family", "setting", "seed", "run_id", "method", "method_label"]
+    return out[front + [c for c in out.columns if c not in front]]
+
+
+def images(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-image rows of every run in `table`, with family, setting, seed and run_id."""
+    frames = []
+    for row in _with_runs(table).drop_duplicates("run_id").itertuples(index=False):
+        df = row.run.images()
+        if not df.empty:
+            frames.append(df.assign(family=row.family, setting=row.setting, seed=row.seed, run_id=row.run_id))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def histories(table: pd.DataFrame) -> pd.DataFrame:
+    """Training histories of every run in `table`, long format with family, setting, seed and run_id."""
+    frames = []
+    for row in _with_runs(table).itertuples(index=False):
+        if row.run.trained:
+            frames.append(row.run.history().assign(family=row.family, setting=row.setting, seed=row.seed,
+                                                   run_id=row.run_id))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def long_run_experiments(long_run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """RQ5's long run: the baseline and PRECODE (the keys of `long_run`) trained for long_run["epochs"]."""
+    if "epochs" not in long_run:
+        raise ConfigError(f"long_run: expected an 'epochs' key, found {long_run!r}")
+    return {"precode_long": [{"epochs": long_run["epochs"]}, dict(long_run)]}
+
+
+def find_run(table: pd.DataFrame, *, setting: str | None = None, family: str | None = None, seed: int | None = None) -> Run:
+    """The run of the first grid row matching family, setting and seed (None matches anything)."""
+    rows = table
+    for col, val in (("family", family), ("setting", setting), ("seed", seed)):
+        if val is not None:
+            rows = rows[rows[col] == val]
+    if rows.empty:
+        raise KeyError(f"no run with family={family!r}, setting={setting!r}, seed={seed!r}; settings are "
+                       f"{', '.join(dict.fromkeys(table['setting']))}")
+    return _runs(rows.iloc[:1])[0]
+
+
+def describe(table: pd.DataFrame):
+    """Markdown: what the runs of `table` share (the config fields equal across all of them) and what varies."""
+    from IPython.display import Markdown
+
+    configs = [{**c.training_dict(), **c.evaluation_dict(), "methods": c.methods} for c in table["config"]]
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    same = {k: configs[0].get(k) for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)}
+    varies = [k for k in keys if k not in same and k != "seed"]
+    runs = _runs(table)
+    data = runs[0].data_root if runs else None
+    shown = ", ".join(f"{k}={v}" for k, v in same.items() if k not in ("seed", "split_seed", "lr") and v is not None)
+    return Markdown(f"**Runs:** {len(set(r.run_id for r in runs))} distinct ({len(table)} grid rows), "
+                    f"seeds {sorted(set(table['seed']))}; data `{data.name if data else None}`.  \n"
+                    f"**Shared settings:** {shown}.  \n**Varied:** {', '.join(varies) or 'nothing'}.")
+
+
+def load_params(path: str | os.PathLike) -> dict[str, Any]:
+    """A params YAML as a dict (yaml.safe_load), with the file named in errors."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping of parameters, found {type(params).__name__}")
+    return params
+
+
+def study_grid(params_dir: str | os.PathLike, *, data: str | None = None, runs: str | None = None) -> pd.DataFrame:
+    """The grids of every research-question notebook of a params folder, stacked (RQ6: all models).
+
+    A run shared by several families (a baseline) appears once per family.
+    """
+    params_dir = Path(params_dir)
+    frames = []
+    for name in NOTEBOOKS:
+        path = params_dir / f"{name}.yaml"
+        if not path.is_file():
+            continue
+        p = load_params(path)
+        if "experiments" in p:
+            frames.append(grid(p.get("base", {}), p["experiments"], p["seeds"], data=data if data is not None else p.get("data"),
+                               runs=runs, source=str(path)))
+    if not frames:
+        raise ConfigError(f"{params_dir}: no notebook params with experiments found")
+    # RQ3 re-explains RQ1's models: keep each family x setting x seed once
+    out = pd.concat(frames, ignore_index=True).drop_duplicates(["family", "setting", "seed"], ignore_index=True)
+    out.attrs["runs"] = runs
+    return out
