@@ -1,0 +1,45 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from thesislib.stats import correlation, correlations
+
+
+def test_point_estimates_are_scipys_and_the_ci_covers_them():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    y = 0.6 * x + rng.normal(size=40)
+    r = correlation(x, y, n_boot=1000)
+    assert r["pearson"] == pytest.approx(sps.pearsonr(x, y).statistic)
+    assert r["spearman"] == pytest.approx(sps.spearmanr(x, y).statistic)
+    assert r["pearson_p"] == pytest.approx(sps.pearsonr(x, y).pvalue)
+    for k in ("pearson", "spearman"):
+        assert r[f"{k}_lo"] < r[k] < r[f"{k}_hi"]
+    ref = sps.bootstrap((x, y), lambda a, b: sps.pearsonr(a, b).statistic, paired=True, vectorized=False,
+                        n_resamples=1000, method="percentile", random_state=1).confidence_interval
+    assert r["pearson_lo"] == pytest.approx(ref.low, abs=0.06) and r["pearson_hi"] == pytest.approx(ref.high, abs=0.06)
+    assert correlation(x, y, n_boot=1000) == r  # seeded
+
+
+def test_wider_interval_for_fewer_models():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    y = x + rng.normal(size=200)
+    wide, narrow = correlation(x[:12], y[:12]), correlation(x, y)
+    assert wide["pearson_hi"] - wide["pearson_lo"] > narrow["pearson_hi"] - narrow["pearson_lo"]
+
+
+def test_degenerate_input_gives_nan_not_an_error():
+    assert np.isnan(correlation([1, 2], [3, 4])["pearson"])
+    assert np.isnan(correlation([1, 1, 1, 1], [1, 2, 3, 4])["spearman"])
+
+
+def test_grouped_correlations_count_shared_runs_once():
+    df = pd.DataFrame(dict(family=["a"] * 4 + ["b"] * 4, run_id=["base", "1", "2", "3", "base", "4", "5", "6"],
+                           acc=[1, 2, 3, 4, 1, 5, 6, 7], iou=[2, 3, 4, 5, 2, 1, 0, -1]))
+    out = correlations(df, "acc", ["iou"], by="family", n_boot=200)
+    assert list(out["group"]) == ["all", "a", "b"]
+    assert out.set_index("group").loc["all", "n"] == 7
+    assert out.set_index("group").loc["a", "spearman"] == pytest.approx(1.0)
+    assert out.set_index("group").loc["b", "spearman"] == pytest.approx(-1.0)
