@@ -1,0 +1,113 @@
+"""Params files agree with their notebooks, and each scale expands to the grid it promises."""
+
+import ast
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from thesislib import study
+from thesislib.study.config import RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALES = ("smoke", "default", "thesis")
+NOTEBOOKS = study.NOTEBOOKS
+
+
+def _parameters(name: str) -> dict:
+    params = pm.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"))
+    return {k: ast.literal_eval(v["default"]) for k, v in params.items()}
+
+
+def _same_shape(a, b) -> bool:
+    """YAML and Python literals of one parameter have compatible types (None matches anything)."""
+    if a is None or b is None:
+        return True
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return True
+    return type(a) is type(b)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_params_file_matches_the_notebooks_parameters_cell(scale, name):
+    defaults = _parameters(name)
+    assert defaults, f"{name}: no cell tagged 'parameters'"
+    values = study.load_params(ROOT / "params" / scale / f"{name}.yaml")
+    unknown = set(values) - set(defaults)
+    assert not unknown, f"params/{scale}/{name}.yaml: keys {unknown} are not parameters of {name}.ipynb"
+    for key, value in values.items():
+        assert _same_shape(value, defaults[key]), f"params/{scale}/{name}.yaml: {key}"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_every_params_file_builds_valid_run_configs(scale, monkeypatch):
+    monkeypatch.setenv("THESISLIB_DATA", "/data/LAG")
+    for name in NOTEBOOKS:
+        p = study.load_params(ROOT / "params" / scale / f"{name}.yaml")
+        if "experiments" in p:
+            g = study.grid(p["base"], p["experiments"], p["seeds"], source=f"params/{scale}/{name}.yaml")
+            assert len(g) > 0
+        else:
+            RunConfig.from_dict({**p["base"]}) if "base" in p else None
+        if "long_run" in p:
+            assert len(study.grid(p["base"], study.long_run_experiments(p["long_run"]), p["seeds"])) == 2 * len(p["seeds"])
+
+
+def _training(scale: str, name: str, family: str, setting: str = "baseline", seed: int = 0) -> dict:
+    p = study.load_params(ROOT / "params" / scale / f"{name}.yaml")
+    g = study.grid(p["base"], p["experiments"], p["seeds"])
+    row = g[(g["family"] == family) & (g["setting"] == setting) & (g["seed"] == seed)].iloc[0]
+    return row["config"].training_dict()
+
+
+@pytest.mark.parametrize("scale", ["default", "thesis"])
+def test_the_baseline_is_one_run_across_rq2_rq4_rq5(scale, monkeypatch):
+    monkeypatch.setenv("THESISLIB_DATA", "/data/LAG")
+    base_bs = study.load_params(ROOT / "params" / scale / "04_regularisation.yaml")["base"]["batch_size"]
+    rq2 = _training(scale, "02_optimisation", "batch_size", str(base_bs))
+    for fam in ("weight_decay", "dropout", "batch_norm", "group_norm"):
+        assert _training(scale, "04_regularisation", fam) == rq2
+    assert _training(scale, "05_precode", "precode") == rq2
+    # RQ3 explains RQ1's models
+    assert _training(scale, "03_cam_methods", "depth", "50") == _training(scale, "01_depth", "depth", "50")
+
+
+# PROTOCOL's levels, as (family, setting) of our grids
+THESIS_LEVELS = ({("depth", d) for d in ("18", "34", "50")} | {("epochs", "16")}
+                 | {("batch_size", str(b)) for b in (16, 32, 64, 128, 256)}
+                 | {("weight_decay", f"{p} {lam}") for p in ("L1", "L2") for lam in ("1e-05", "1e-04", "1e-03")}
+                 | {("dropout", r) for r in ("0.1", "0.33", "0.5", "0.75")} | {("batch_norm", "BatchNorm")}
+                 | {("group_norm", g_) for g_ in ("16", "32", "64")}
+                 | {("precode", f"β={b}, k={k}") for b in ("1e-03", "1e-04") for k in (128, 256, 512)}
+                 | {(f, "baseline") for f in ("weight_decay", "dropout", "batch_norm", "group_norm", "precode")})
+
+
+def test_thesis_params_expand_to_exactly_the_thesis_grid(monkeypatch):
+    """PROTOCOL: levels of every factor, 3 seeds, the baseline of Table 5.5, 224 px."""
+    monkeypatch.setenv("THESISLIB_DATA", "/data/LAG")
+    g = study.study_grid(ROOT / "params" / "thesis")
+    assert set(g["seed"]) == {0, 1, 2}
+    expected = THESIS_LEVELS
+    got = {(f, s) for f, s in zip(g["family"], g["setting"])}
+    assert got == expected
+    assert len(g) == 3 * len(expected)
+    for cfg, fam in zip(g["config"], g["family"]):
+        assert cfg.input_size == 224 and cfg.lr == 1e-3 and cfg.stem == "imagenet" and cfg.width == 1.0
+        assert cfg.data == "${THESISLIB_DATA}" or cfg.data == "/data/LAG"
+        if fam == "depth":
+            assert (cfg.epochs, cfg.batch_size) == (25, 16)
+        else:
+            assert cfg.depth == 50 and cfg.epochs == 100
+        if fam in ("weight_decay", "dropout", "batch_norm", "group_norm", "precode"):
+            assert cfg.batch_size == 256
+    base = g[(g["family"] == "dropout") & (g["setting"] == "baseline")]["config"].iloc[0]
+    assert (base.norm, base.dropout, base.penalty, base.precode_k, base.batch_size) == ("none", 0.0, "none", None, 256)
+    long = study.load_params(ROOT / "params" / "thesis" / "05_precode.yaml")["long_run"]
+    assert long["epochs"] == 300
+
+
+def test_default_params_hold_every_factor_and_level_with_two_seeds():
+    g = study.study_grid(ROOT / "params" / "default")
+    assert {(f, s) for f, s in zip(g["family"], g["setting"])} == THESIS_LEVELS
+    assert set(g["seed"]) == {0, 1}

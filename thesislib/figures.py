@@ -1,0 +1,233 @@
+"""Figures: the report's plots (samples, augmentation, Otsu, galleries, curves, scatter plots).
+
+Each function draws one figure with matplotlib/seaborn and returns it; notebooks only call them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from thesislib.data import LagDataset, denormalize, normalize, train_transform
+from thesislib.explain import LABELS, Explainer, NotApplicable
+from thesislib.layout import CLASSES
+from thesislib.metrics import binarize
+
+__all__ = ["samples", "augmentations", "otsu_examples", "gallery", "curves", "loss_curves", "scatter", "timing",
+           "pick_rows", "by_setting", "method_bars"]
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def _rgb(x: torch.Tensor) -> np.ndarray:
+    return denormalize(x).permute(1, 2, 0).cpu().numpy()
+
+
+def _off(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def samples(data: LagDataset, per_class: int = 6, seed: int = 0) -> plt.Figure:
+    """Photos and expert maps, `per_class` of each class (thesis Fig. 4.1's inputs)."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = data.labels
+    fig, axes = plt.subplots(4, per_class, figsize=(1.6 * per_class, 6.6))
+    for c in range(2):
+        members = torch.nonzero(labels == c).flatten()
+        pick = members[torch.randperm(len(members), generator=gen)[:per_class]]
+        x, _, maps = data.batch(pick)
+        for j in range(len(pick)):
+            axes[2 * c, j].imshow(_rgb(x[j]))
+            axes[2 * c + 1, j].imshow(maps[j], cmap="gray", vmin=0, vmax=1)
+        axes[2 * c, 0].set_ylabel(CLASSES[c].replace("_", " "), fontsize=9)
+        axes[2 * c + 1, 0].set_ylabel("expert map", fontsize=9)
+    for ax in axes.flat:
+        _off(ax)
+    fig.tight_layout()
+    return fig
+
+
+def augmentations(data: LagDataset, index: int = 0, n: int = 5, seed: int = 0) -> plt.Figure:
+    """One photo and `n` random training augmentations of it (thesis Fig. 4.2)."""
+    torch.manual_seed(seed)
+    img = data.arrays.images[int(data.indices[index])]
+    tf = train_transform(img.shape[-1])
+    fig, axes = plt.subplots(1, n + 1, figsize=(1.8 * (n + 1), 2.1))
+    axes[0].imshow(_rgb(normalize(img)))
+    axes[0].set_title("original", fontsize=9)
+    for k in range(n):
+        axes[k + 1].imshow(_rgb(tf(img)))
+        axes[k + 1].set_title(f"augmented {k + 1}", fontsize=9)
+    for ax in axes:
+        _off(ax)
+    fig.tight_layout()
+    return fig
+
+
+def otsu_examples(data: LagDataset, heatmaps: torch.Tensor | None = None, n: int = 5) -> plt.Figure:
+    """Expert maps (and heatmaps, if given) before and after Otsu binarisation (thesis Fig. 4.1)."""
+    x, _, maps = data.batch(slice(0, n))
+    rows = [("expert map", maps), ("Otsu mask", binarize(maps).float())]
+    if heatmaps is not None:
+        rows += [("heatmap", heatmaps[:n]), ("Otsu mask", binarize(heatmaps[:n]).float())]
+    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(1.7 * n, 1.7 * (len(rows) + 1)))
+    for j in range(n):
+        axes[0, j].imshow(_rgb(x[j]))
+        for r, (_, m) in enumerate(rows):
+            axes[r + 1, j].imshow(m[j], cmap="gray" if "mask" in rows[r][0] or "expert" in rows[r][0] else "jet",
+                                  vmin=0, vmax=1)
+    axes[0, 0].set_ylabel("photo", fontsize=9)
+    for r, (name, _) in enumerate(rows):
+        axes[r + 1, 0].set_ylabel(name, fontsize=9)
+    for ax in axes.flat:
+        _off(ax)
+    fig.tight_layout()
+    return fig
+
+
+def gallery(models: dict[str, torch.nn.Module], data: LagDataset, methods: Sequence[str], rows: Sequence[int],
+            *, target: str = "predicted") -> plt.Figure:
+    """Heatmaps of the same images for every model x method, the expert region outlined.
+
+    Args:
+        models: column-group label -> model.
+        data: evaluation split; rows: positions in it.
+        methods: explainers (columns within each model).
+    """
+    idx = torch.as_tensor(list(rows))
+    x, y, maps = data.batch(idx)
+    expert = binarize(maps)
+    cols = [(name, m) for name in models for m in methods]
+    fig, axes = plt.subplots(len(idx), len(cols) + 1, figsize=(1.55 * (len(cols) + 1), 1.6 * len(idx) + 0.5),
+                             squeeze=False)
+    for i in range(len(idx)):
+        axes[i, 0].imshow(_rgb(x[i]))
+        axes[i, 0].contour(expert[i].numpy(), levels=[0.5], colors="white", linewidths=0.8)
+        axes[i, 0].set_ylabel(f"{CLASSES[int(y[i])].split('_')[0]}", fontsize=8)
+    axes[0, 0].set_title("photo +\nexpert region", fontsize=8)
+    for name, model in models.items():
+        with torch.no_grad():
+            targets = model(x).argmax(1) if target == "predicted" else y
+        for method in methods:
+            j = cols.index((name, method)) + 1
+            try:
+                heat = Explainer(model, method)(x, targets)
+            except NotApplicable:
+                heat = None
+            axes[0, j].set_title(f"{name}\n{LABELS[method]}", fontsize=8)
+            for i in range(len(idx)):
+                if heat is None:
+                    axes[i, j].text(0.5, 0.5, "n/a", ha="center", va="center", transform=axes[i, j].transAxes)
+                    continue
+                axes[i, j].imshow(_rgb(x[i]))
+                axes[i, j].imshow(heat[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+                axes[i, j].contour(expert[i].numpy(), levels=[0.5], colors="white", linewidths=0.8)
+    for ax in axes.flat:
+        _off(ax)
+    fig.tight_layout()
+    return fig
+
+
+def curves(hist: pd.DataFrame, metrics: dict[str, str], *, hue: str | None = None, title: str | None = None) -> plt.Figure:
+    """Metrics against epoch, mean and spread over seeds (thesis Fig. 5.1 / 5.2).
+
+    Args:
+        hist: `thesislib.study.histories` output.
+        metrics: column -> axis label; one panel each.
+        hue: column that tells curves apart (e.g. "setting").
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+    for ax, (col, label) in zip(axes[0], metrics.items()):
+        part = hist.dropna(subset=[col])
+        values = part[col] * (100 if part[col].abs().max() <= 1.0 else 1)
+        sns.lineplot(data=part.assign(value=values), x="epoch", y="value", hue=hue, ax=ax, marker="o",
+                     markersize=4, errorbar="sd", legend=ax is axes[0, -1])
+        ax.set_ylabel(label)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(hist: pd.DataFrame, hue: str = "setting") -> plt.Figure:
+    """Training and validation loss against epoch for each setting (thesis Fig. 5.4)."""
+    long = hist.melt(id_vars=["epoch", hue, "seed"], value_vars=["train_ce", "val_loss"], var_name="split",
+                     value_name="cross-entropy")
+    long["split"] = long["split"].map({"train_ce": "train", "val_loss": "validation"})
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    sns.lineplot(data=long, x="epoch", y="cross-entropy", hue=hue, style="split", errorbar="sd", ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def scatter(points: pd.DataFrame, x: str, ys: dict[str, str], *, hue: str = "family") -> plt.Figure:
+    """One point per trained model: `x` against each y (RQ6)."""
+    fig, axes = plt.subplots(1, len(ys), figsize=(3.8 * len(ys), 3.6), squeeze=False)
+    for ax, (col, label) in zip(axes[0], ys.items()):
+        sns.scatterplot(data=points, x=x, y=col, hue=hue, ax=ax, s=28, legend=ax is axes[0, -1])
+        sns.regplot(data=points, x=x, y=col, ax=ax, scatter=False, color="0.3", line_kws=dict(lw=1))
+        ax.set_ylabel(label)
+    if axes[0, -1].get_legend() is not None:
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def timing(images: pd.DataFrame) -> plt.Figure:
+    """Explanation time per image by method (log scale)."""
+    per_run = images.groupby(["method_label", "run_id"], sort=False)["seconds"].mean().reset_index()
+    fig, ax = plt.subplots(figsize=(6.5, 3.0))
+    sns.barplot(data=per_run, y="method_label", x="seconds", ax=ax, errorbar="sd", color="tab:blue")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per image (log scale)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def pick_rows(data: LagDataset, n: int, seed: int = 0) -> list[int]:
+    """`n` positions of a split, alternating classes, in a seeded order (for galleries)."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = data.labels
+    per = [torch.nonzero(labels == c).flatten() for c in (1, 0)]
+    per = [p[torch.randperm(len(p), generator=gen)] for p in per]
+    out = []
+    for k in range(n):
+        pool = per[k % 2] if len(per[k % 2]) > k // 2 else per[1 - k % 2]
+        out.append(int(pool[min(k // 2, len(pool) - 1)]))
+    return list(dict.fromkeys(out))
+
+
+def by_setting(results: pd.DataFrame, metric: str, *, title: str | None = None) -> plt.Figure:
+    """`metric` (%) per setting and method, mean and spread over seeds."""
+    from thesislib.evaluation import METRICS
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    sns.pointplot(data=results, x="setting", y=metric, hue="method_label", errorbar="sd", dodge=0.3, ax=ax,
+                  markersize=4, linewidth=1.2)
+    ax.set_ylabel(METRICS[metric][0] + " (%)")
+    ax.set_xlabel("")
+    ax.legend(fontsize=8, title=None)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def method_bars(results: pd.DataFrame, metrics: Sequence[str]) -> plt.Figure:
+    """Each method's metrics over all runs (bars: mean, whiskers: sd)."""
+    from thesislib.evaluation import METRICS
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False, sharey=True)
+    for ax, m in zip(axes[0], metrics):
+        sns.barplot(data=results, y="method_label", x=m, errorbar="sd", ax=ax, color="tab:blue")
+        ax.set_xlabel(("↑ " if METRICS[m][1] else "↓ ") + METRICS[m][0] + " (%)")
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
