@@ -74,7 +74,7 @@ def test_the_baseline_is_one_run_across_rq2_rq4_rq5(scale, monkeypatch):
 
 
 # PROTOCOL's levels, as (family, setting) of our grids
-THESIS_LEVELS = ({("depth", d) for d in ("18", "34", "50")} | {("epochs", "16")}
+THESIS_LEVELS = ({("depth", d) for d in ("18", "34", "50")} | {("epochs", "batch 16")}
                  | {("batch_size", str(b)) for b in (16, 32, 64, 128, 256)}
                  | {("weight_decay", f"{p} {lam}") for p in ("L1", "L2") for lam in ("1e-05", "1e-04", "1e-03")}
                  | {("dropout", r) for r in ("0.1", "0.33", "0.5", "0.75")} | {("batch_norm", "BatchNorm")}

@@ -160,8 +160,9 @@ def loss_curves(hist: pd.DataFrame, hue: str = "setting") -> plt.Figure:
     long = hist.melt(id_vars=["epoch", hue, "seed"], value_vars=["train_ce", "val_loss"], var_name="split",
                      value_name="cross-entropy")
     long["split"] = long["split"].map({"train_ce": "train", "val_loss": "validation"})
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
     sns.lineplot(data=long, x="epoch", y="cross-entropy", hue=hue, style="split", errorbar="sd", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,104 @@
+"""The HTML report: built from the smoke params (by `make test`, or here if it was not)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from thesislib.report import build_report
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("00_data", "01_depth", "02_optimisation", "03_cam_methods", "04_regularisation", "05_precode",
+            "06_correlation")
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory):
+    given = os.environ.get("THESISLIB_SMOKE_REPORT")
+    if given and Path(given).is_file():
+        return Path(given)
+    out = tmp_path_factory.mktemp("smoke")
+    env = {**os.environ, "THESISLIB_RUNS": str(out / "runs")}
+    subprocess.run([sys.executable, "-m", "thesislib", "report", "--params", "params/smoke", "--out",
+                    str(out / "index.html"), "--workdir", str(out / "notebooks")], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    return out / "index.html"
+
+
+@pytest.fixture(scope="session")
+def html(smoke_report):
+    return smoke_report.read_text()
+
+
+def test_all_seven_sections_and_a_table_of_contents(html):
+    for name in SECTIONS:
+        assert f"id='sec-{name}'" in html or f'id="sec-{name}"' in html
+        assert f"#sec-{name}" in html
+    assert html.count(">ok<") == 7 and "failed" not in html.lower().split("contents")[1][:3000]
+
+
+def test_header_says_what_ran_where(html):
+    for field in ("params", "data", "git commit", "date", "machine", "wall time"):
+        assert f"<th>{field}</th>" in html
+    assert "params/smoke" in html and "synthetic-n240-s64" in html
+
+
+def test_every_thesis_table_with_the_thesis_values_beside_ours(html):
+    for table in ("Table 5.2", "Table 5.3", "Table 5.4", "Table 5.6", "Table 5.7", "Table 5.8", "Table 5.9", "Table 5.10"):
+        assert table in html
+    # thesis values of Tables 5.2 (ResNet-18 accuracy), 5.4 (Score-CAM IoU (BB) at 256), 5.8 and 5.10 (k=128)
+    for value in ("82.2 ± 1.2", "39.2 ± 0.7", "34.8 ± 0.3", "89.5 ± 0.5"):
+        assert value in html, value
+    assert html.count(">ours<") >= 8 and html.count(">thesis<") >= 8
+
+
+def test_claims_are_computed_lines_under_the_tables(html):
+    lines = re.findall(r"thesis <strong>(yes|no|n/a)</strong>, ours <strong>(yes|no|n/a)</strong>", html)
+    assert len(lines) >= 30
+    assert ("no", "yes") in lines or ("no", "no") in lines  # the thesis's own tables contradict some claims
+
+
+def test_figures_are_embedded_and_nothing_is_fetched(html):
+    assert html.count("data:image/png;base64") >= 15
+    assert not re.search(r"<(script|img|link)[^>]*(src|href)=[\"']https?://", html)
+
+
+def test_no_code_and_no_logs(html):
+    assert "study.grid(" not in html and "import " not in html
+    assert "runs cached" not in html and "Traceback" not in html
+
+
+def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "params" / "p").mkdir(parents=True)
+    ok = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Data"),
+                                         nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("print('fine', x)")])
+    bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                          nbformat.v4.new_code_cell("y = 2"),
+                                          nbformat.v4.new_code_cell("raise ValueError('the data is odd')")])
+    for nb in (ok, bad):
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(ok, tmp_path / "notebooks" / "00_data.ipynb")
+    nbformat.write(bad, tmp_path / "notebooks" / "01_depth.ipynb")
+    for name in ("00_data", "01_depth"):
+        (tmp_path / "params" / "p" / f"{name}.yaml").write_text("x: 2\n")
+    monkeypatch.chdir(tmp_path)
+    assert build_report("params/p", out=tmp_path / "r.html", workdir=tmp_path / "executed") is False
+    page = (tmp_path / "r.html").read_text()
+    assert "This notebook failed" in page and "ValueError: the data is odd" in page
+    assert "code cell 3 (`raise ValueError(&#x27;the data is odd&#x27;)`)" in page
+    assert "fine 2" in page  # the other notebook ran, with the params file's value
+    kept = nbformat.read(tmp_path / "executed" / "01_depth.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in kept.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_missing_params_folder_is_a_one_line_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "thesislib", "report", "--params", str(tmp_path / "nope")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "params folder not found" in r.stderr
