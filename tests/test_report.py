@@ -92,7 +92,7 @@ def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, monkeypatc
     assert build_report("params/p", out=tmp_path / "r.html", workdir=tmp_path / "executed") is False
     page = (tmp_path / "r.html").read_text()
     assert "This notebook failed" in page and "ValueError: the data is odd" in page
-    assert "code cell 3 (`raise ValueError(&#x27;the data is odd&#x27;)`)" in page
+    assert "code cell 3 (`raise ValueError('the data is odd')`)" in page
     assert "fine 2" in page  # the other notebook ran, with the params file's value
     kept = nbformat.read(tmp_path / "executed" / "01_depth.ipynb", as_version=4)
     assert any(o.get("ename") == "ValueError" for c in kept.cells if c.cell_type == "code" for o in c.get("outputs", []))

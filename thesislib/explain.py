@@ -179,8 +179,7 @@ class Explainer:
 
         chunk = len(images)
         if self.method == "scorecam":
-            channels = model.fc.in_features if model.precode is None else model.precode.encoder.in_features
-            per_image = channels * images[0].numel() * images.element_size()
+            per_image = model.fc.in_features * images[0].numel() * images.element_size()  # layer4 channels
             chunk = max(1, min(len(images), self.memory // max(1, per_image)))
         self._cam.model = model
         self._cam.activations_and_grads = ActivationsAndGradients(model, [model.layer4], None)
