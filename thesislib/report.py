@@ -152,11 +152,12 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     return all(o["ok"] for o in outcomes)
 
 
+_PROGRESS = re.compile(r"^\s*(\[\d+/\d+ |\d+ of \d+ runs cached)")
+
+
 def _quiet_papermill(record: logging.LogRecord) -> bool:
-    """Keep the notebooks' own output (run progress); drop papermill's per-cell chatter."""
-    msg = record.getMessage()
-    return not msg.startswith(("Executing Cell", "Ending Cell", "Executing notebook with kernel", "Input Notebook",
-                               "Output Notebook", "Working directory", "Black is not installed"))
+    """Show the runs' progress lines that notebooks print; drop papermill's chatter and cell outputs."""
+    return record.levelno >= logging.WARNING or bool(_PROGRESS.match(record.getMessage()))
 
 
 def _data_summary(all_params: dict) -> str:
