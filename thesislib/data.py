@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,7 +22,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from thesislib.atomic import atomic_save
 from thesislib.layout import CLASSES, IMAGE_DIR, IMAGE_SUFFIXES, MAP_DIR
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from thesislib.synth import SynthSpec
 
 __all__ = [
     "DataError", "Record", "Arrays", "Split", "scan", "fingerprint", "load_arrays",
@@ -169,22 +175,6 @@ def load_arrays(root: str | os.PathLike, size: int, cache_dir: str | os.PathLike
             atomic_save(dict(images=images, maps=maps, labels=labels, names=arrays.names), path)
     _MEMORY[key] = arrays
     return arrays
-
-
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def stratified_split(labels: torch.Tensor, fractions: tuple[float, float, float], seed: int) -> dict[str, torch.Tensor]:

@@ -27,7 +27,8 @@ import nbformat
 from thesislib.paths import project_root, runs_dir
 from thesislib.study.config import ConfigError
 from thesislib.study.grid import NOTEBOOKS, load_params
-from thesislib.study.runs import atomic_write_text, git_commit
+from thesislib.atomic import atomic_write_text
+from thesislib.study.runs import git_commit
 
 __all__ = ["build_report", "execute", "stitch", "KERNEL_NAME"]
 

@@ -389,7 +389,7 @@ def expert_regions(data) -> pd.DataFrame:
     masks = binarize(maps)
     share = masks.flatten(1).float().mean(1) * 100
     rows = []
-    for name, sel in (("all", slice(None)), ("non-glaucoma", labels == 0), ("glaucoma", labels == 1)):
+    for sel in (slice(None), labels == 0, labels == 1):
         s = share[sel]
         rows.append(dict(images=len(s), mean=float(s.mean()), min=float(s.min()), max=float(s.max()),
                          empty=int(is_empty(masks[sel]).sum())))

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thesislib.data import LagDataset, atomic_save
+from thesislib.atomic import atomic_save
+from thesislib.data import LagDataset
 
 __all__ = ["seed_everything", "weight_penalty", "train", "default_device", "predict", "PENALTIES"]
 

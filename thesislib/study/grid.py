@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from thesislib.evaluation import CLASSIFICATION, METRICS, summarize
+from thesislib.evaluation import summarize
 from thesislib.study.config import ConfigError, RunConfig
 from thesislib.study.runs import Run, run_all
 

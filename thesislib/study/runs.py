@@ -27,7 +27,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -39,29 +38,14 @@ import pandas as pd
 import torch
 
 from thesislib import __version__
+from thesislib.atomic import atomic_write_text
 from thesislib.study.config import RunConfig
 
-__all__ = ["Run", "RunError", "plan", "execute", "run_all", "InlineExecutor", "default_executor",
-           "git_commit", "atomic_write_text"]
+__all__ = ["Run", "RunError", "plan", "execute", "run_all", "InlineExecutor", "default_executor", "git_commit"]
 
 
 class RunError(RuntimeError):
     """Some runs failed; the others were kept. The message lists each failure and its log."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temporary sibling and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -134,12 +118,12 @@ class Run:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def load_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """The best checkpoint in eval mode (loaded with weights_only=True)."""
+        """The best checkpoint in eval mode (loaded with weights_only=True), channels-last like in training."""
         from thesislib.models import create_model
 
         model = create_model(self.config.model_name, **self.config.model_kwargs())
         model.load_state_dict(torch.load(self.dir / "best.pt", weights_only=True, map_location=device))
-        return model.to(device).eval()
+        return model.to(device, memory_format=torch.channels_last).eval()
 
     def split(self):
         """The data split this run was trained and evaluated on."""
