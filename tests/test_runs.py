@@ -27,6 +27,8 @@ def test_a_run_stores_everything_and_is_computed_once(cfg, tmp_path, monkeypatch
     hist = run.history()
     assert list(hist["epoch"]) == [1, 2] and hist["track_iou_area"].notna().all()
     assert set(run.images()["method"]) == {"cam", "gradcam"}
+    summary = pd.read_csv(run.eval_dir / "summary.csv")
+    assert set(summary["method"]) == {"cam", "gradcam"} and "iou_area" in summary
     assert isinstance(run.load_model(), torch.nn.Module)
 
     def boom(*a, **k):

@@ -8,6 +8,7 @@
         last.pt                    resumable state while training; removed once done
         done.json                  written last: training is complete (summary)
         eval/<eval_id>/<method>.csv   per-image metrics for one set of evaluation settings
+        eval/<eval_id>/summary.csv    their per-method means (%)
     runs/cache/                    decoded data sets
 
 Work goes through an executor with `submit(fn, *args) -> future` (`.done()`, `.result()`):
@@ -194,7 +195,7 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
         {"run_id", "trained" (bool: trained now), "evaluated" (methods added now), "summary"}.
     """
     from thesislib.data import load_split
-    from thesislib.evaluation import evaluate
+    from thesislib.evaluation import evaluate, summarize
     from thesislib.models import create_model
     from thesislib.train import default_device, seed_everything, train
 
@@ -246,6 +247,9 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
                                   deletion_steps=cfg.deletion_steps)
                     _write_csv(df, run.eval_dir / f"{method}.csv")
                     evaluated.append(method)
+                done = run.images([p.stem for p in run.eval_dir.glob("*.csv") if p.stem != "summary"])
+                if not done.empty:
+                    _write_csv(summarize(done), run.eval_dir / "summary.csv")
     finally:
         torch.set_num_threads(old_threads)
     return dict(run_id=run.run_id, trained=trained_now, evaluated=evaluated, summary=run.summary())
