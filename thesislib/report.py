@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -24,10 +25,10 @@ from pathlib import Path
 
 import nbformat
 
+from thesislib.atomic import atomic_write_text
 from thesislib.paths import project_root, runs_dir
 from thesislib.study.config import ConfigError
 from thesislib.study.grid import NOTEBOOKS, load_params
-from thesislib.atomic import atomic_write_text
 from thesislib.study.runs import git_commit
 
 __all__ = ["build_report", "execute", "stitch", "KERNEL_NAME"]
@@ -90,7 +91,7 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
 
     Args:
         params: folder with one <notebook>.yaml per notebook.
-        data: a data folder (or "synthetic:...") for every notebook, overriding the params.
+        data: a data folder (or a synthetic set, "synthetic-n400-s96") for every notebook, overriding the params.
         out: the HTML file.
         notebooks: a subset of notebook names; default all that have params.
         workdir: where executed notebooks go (default <runs>/notebooks/<params folder name>).
@@ -112,17 +113,17 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     if not names:
         raise ConfigError(f"{params_dir}: no notebook params found (expected files like 01_depth.yaml)")
     all_params = {n: load_params(params_dir / f"{n}.yaml") for n in names}
-    if data is not None:
+    if data is not None and not str(data).startswith("synthetic"):
         from thesislib.data import resolve_root, scan
 
-        if not str(data).startswith("synthetic"):
-            scan(resolve_root(data))  # a bad folder fails here, in one line, before any notebook starts
-        data = str(resolve_root(data)) if not str(data).startswith("synthetic") else str(data)
+        data = str(resolve_root(data))
+        scan(data)  # a bad folder fails here, in one line, before any notebook starts
     work = Path(workdir) if workdir else runs_dir() / "notebooks" / params_dir.name
     work.mkdir(parents=True, exist_ok=True)
     out = Path(out)
 
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_dir()), os.environ.get("JUPYTER_PATH")]))
+    kernels = _kernel_dir()
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), os.environ.get("JUPYTER_PATH")]))
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("papermill").setLevel(logging.INFO)
     logging.getLogger("papermill").addFilter(_quiet_papermill)
@@ -144,8 +145,10 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
         _say(f"({i}/{len(names)}) {name} {'done' if ok else 'FAILED: ' + str(failure)} in {seconds:.0f}s")
         outcomes.append(dict(name=name, ok=ok, failure=failure, seconds=seconds, path=work / f"{name}.ipynb"))
     wall = time.time() - t_start
+    shutil.rmtree(kernels, ignore_errors=True)
     shown = params_dir.resolve()
-    header = dict(params=str(shown.relative_to(root)) if shown.is_relative_to(root) else str(params), data=data or _data_summary(all_params), commit=git_commit(root) or "unknown",
+    header = dict(params=str(shown.relative_to(root)) if shown.is_relative_to(root) else str(params),
+                  data=data or _data_summary(all_params), commit=git_commit(root) or "unknown",
                   date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine=_machine(), wall=wall)
     html = stitch(outcomes, header)
     atomic_write_text(out, html)
