@@ -139,13 +139,14 @@ def curves(hist: pd.DataFrame, metrics: dict[str, str], *, hue: str | None = Non
 
     Args:
         hist: `thesislib.study.histories` output.
-        metrics: column -> axis label; one panel each.
+        metrics: column -> axis label; one panel each. Losses are shown as they are, every other
+            column (accuracies, tracked metrics: fractions) in %.
         hue: column that tells curves apart (e.g. "setting").
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
     for ax, (col, label) in zip(axes[0], metrics.items()):
         part = hist.dropna(subset=[col])
-        values = part[col] * (100 if part[col].abs().max() <= 1.0 else 1)
+        values = part[col] if "loss" in col or col.endswith("_ce") else part[col] * 100  # fractions -> %
         sns.lineplot(data=part.assign(value=values), x="epoch", y="value", hue=hue, ax=ax, marker="o",
                      markersize=4, errorbar="sd", legend=ax is axes[0, -1])
         ax.set_ylabel(label)

@@ -8,6 +8,7 @@ cell, percentages as printed). Both the thesis's numbers and ours are brought to
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -53,6 +54,11 @@ def _reference_overrides(row: pd.Series) -> dict:
 def reference() -> pd.DataFrame:
     """The thesis's numbers in long format: table, family, setting, method ('' for classification),
     metric, mean, std (percent)."""
+    return _reference().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _reference() -> pd.DataFrame:
     with resources.files("thesislib").joinpath("reference/reference_tables.csv").open() as fh:
         raw = pd.read_csv(fh)
     out = pd.DataFrame(dict(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,8 +20,11 @@ from thesislib.evaluation import summarize
 from thesislib.study.config import ConfigError, RunConfig
 from thesislib.study.runs import Run, run_all
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["FAMILIES", "grid", "run", "results", "histories", "images", "setting_label", "load_params",
-           "study_grid", "NOTEBOOKS", "find_run", "describe", "long_run_experiments"]
+           "study_grid", "NOTEBOOKS", "find_run", "describe", "long_run_experiments", "load_models"]
 
 # family -> (thesis table, title); the order is the report's
 FAMILIES = {
@@ -128,12 +131,14 @@ def _with_runs(table: pd.DataFrame) -> pd.DataFrame:
 
 def results(table: pd.DataFrame) -> pd.DataFrame:
     """One row per grid row x method: the grid's columns, the run's mean metrics and classification (%)."""
-    frames = []
+    frames, summaries = [], {}
     for row in _with_runs(table).itertuples(index=False):
-        df = row.run.images()
-        if df.empty:
+        if row.run_id not in summaries:  # a baseline shared by several families is read once
+            df = row.run.images()
+            summaries[row.run_id] = None if df.empty else summarize(df)
+        if summaries[row.run_id] is None:
             continue
-        summary = summarize(df)
+        summary = summaries[row.run_id].copy()
         for col in ("family", "setting", "seed", "run_id", "overrides"):
             summary[col] = getattr(row, col)
         summary["config"] = [row.config] * len(summary)
@@ -198,6 +203,12 @@ def describe(table: pd.DataFrame):
     return Markdown(f"**Runs:** {len(set(r.run_id for r in runs))} distinct ({len(table)} grid rows), "
                     f"seeds {sorted(set(table['seed']))}; data `{data.name if data else None}`.  \n"
                     f"**Shared settings:** {shown}.  \n**Varied:** {', '.join(varies) or 'nothing'}.")
+
+
+def load_models(table: pd.DataFrame, picks: list[tuple[str, str]], seed: int) -> dict[str, torch.nn.Module]:
+    """"family: setting" -> the trained model of that grid row and seed (for galleries)."""
+    return {f"{fam}: {setting}": find_run(table, family=fam, setting=setting, seed=seed).load_model()
+            for fam, setting in picks}
 
 
 def load_params(path: str | os.PathLike) -> dict[str, Any]:

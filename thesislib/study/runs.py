@@ -133,6 +133,10 @@ class Run:
         return load_split(self.data_root, self.config.input_size, fractions=self.config.split,
                           split_seed=self.config.split_seed, cache_dir=self.runs_dir / "cache")
 
+    def eval_data(self, split=None):
+        """The split's part this run is scored on (config.eval_split)."""
+        return (split or self.split())[self.config.eval_split]
+
     def __repr__(self) -> str:
         state = "complete" if self.complete else "trained" if self.trained else "pending"
         return f"Run({self.run_id}, {state})"
@@ -168,16 +172,17 @@ def _locked(path: Path):
 
 def _tracker(cfg: RunConfig, val_set):
     """on_epoch callback: classification and explainability of the current weights every k epochs."""
-    from thesislib.evaluation import classification, evaluate
+    from thesislib.evaluation import CLASSIFICATION, classification, evaluate
     from thesislib.train import predict
 
     def on_epoch(epoch: int, model: torch.nn.Module) -> dict:
         if epoch % cfg.track_every and epoch != cfg.epochs:
             return {}
-        logits, labels = predict(model, val_set)
-        cls = classification(logits, labels)
+        # evaluate() already scores the whole split's classification; only an inapplicable
+        # method (CAM on PRECODE) leaves no rows to read it from
         df = evaluate(model, val_set, [cfg.track_method], max_images=cfg.track_images)
-        row = {f"val_{k}": cls[k] for k in ("roc_auc", "f1")}
+        cls = df.iloc[0] if not df.empty else classification(*predict(model, val_set))
+        row = {f"val_{k}": float(cls[k]) for k in CLASSIFICATION if k != "accuracy"}
         for metric in ("iou_area", "iou_bbox", "average_drop", "increase_in_confidence", "pointing_game",
                        "relevance_mass"):
             row[f"track_{metric}"] = float(df[metric].mean()) if not df.empty else float("nan")
@@ -240,7 +245,7 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
             missing = run.missing_methods()
             if missing:
                 model = run.load_model(device)
-                data = split[cfg.eval_split]
+                data = run.eval_data(split)
                 atomic_write_text(run.eval_dir / "settings.json", json.dumps(cfg.evaluation_dict(), indent=1) + "\n")
                 for method in missing:
                     df = evaluate(model, data, [method], target=cfg.target, max_images=cfg.eval_images,
