@@ -1,48 +1,189 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 import thesislib
-from thesislib.evaluation import METRICS, evaluate, stratified_subset, summarize
+from thesislib import metrics as M
+from thesislib.evaluation import evaluate, mean_maps, stratified_subset, summarize
+from thesislib.explain import explain_all
+from thesislib.references import REFERENCES, mean_expert_map, reference_maps
+
+PER_IMAGE = [m.name for m in M.registered("localisation") + M.registered("faithfulness")]
 
 
-def test_evaluate_rows_and_columns(tiny_model, split):
+@pytest.fixture(scope="module")
+def prior(split):
+    return mean_expert_map(split.train)
+
+
+def _moving_model(tiny_model):
+    """An untrained tiny model whose maps are not constant and whose confidence moves under masking."""
     model = tiny_model()
-    df = thesislib.evaluate(model, split.test, ["cam", "gradcam", "scorecam"], max_images=10, deletion_steps=4)
-    assert len(df) == 30 and set(df["method"]) == {"cam", "gradcam", "scorecam"}
-    assert set(METRICS) <= set(df.columns)
-    assert {"image", "label", "pred", "prob_glaucoma", "target", "seconds", "heatmap_empty", "map_empty",
-            "heatmap_constant", "accuracy", "roc_auc", "f1", "tn", "fp", "fn", "tp", "drop_in_confidence"} <= set(df.columns)
-    assert not df[list(METRICS)].isna().any().any()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+        model.fc.bias.copy_(torch.tensor([0.3, -0.3]))
+    return model
+
+
+def test_evaluate_rows_and_columns(tiny_model, split, prior):
+    model = tiny_model()
+    df = thesislib.evaluate(model, split.test, ["cam"], references=REFERENCES, prior=prior,
+                            max_images=4, deletion_steps=1)
+    assert len(df) == 4 * (1 + len(REFERENCES))
+    assert list(dict.fromkeys(df["method"])) == ["cam", *REFERENCES]
+    assert set(PER_IMAGE) <= set(df.columns)
+    assert {"image", "label", "pred", "prob_glaucoma", "target", "method_label", "kind", "class_agnostic", "same_as",
+            "seconds", "heatmap_empty", "map_empty", "heatmap_constant", "drop_in_confidence", "accuracy", "roc_auc",
+            "f1", "tn", "fp", "fn", "tp"} <= set(df.columns)
+    assert not df[PER_IMAGE + ["seconds"]].isna().any().any()
+    refs = df[df["method"].isin(REFERENCES)]
+    assert (refs["kind"] == "reference").all() and refs["class_agnostic"].all()
+    assert (df.loc[~df["method"].isin(REFERENCES), "kind"] == "explainer").all()
     assert (df["target"] == df["pred"]).all()
     assert df["tn"].iloc[0] + df["fp"].iloc[0] + df["fn"].iloc[0] + df["tp"].iloc[0] == len(split.test)
     assert not model.training
 
 
+def test_references_are_scored_like_explainers(tiny_model, split, prior):
+    model = tiny_model()
+    df = evaluate(model, split.test, [], references=["prior", "ceiling"], prior=prior, max_images=5)
+    rows = stratified_subset(split.test.labels, 5)
+    x, _, maps = split.test.batch(rows)
+    heat = reference_maps("ceiling", x, maps, grid=4)
+    expected = M.iou_area(M.binarize(heat), M.binarize(maps))
+    got = torch.tensor(df[df["method"] == "ceiling"]["iou_area"].tolist())
+    assert torch.allclose(got, expected)
+    assert df[df["method"] == "prior"]["method_label"].iloc[0] == "Prior (mean expert map)"
+
+
+def test_both_masking_conventions_match_a_direct_computation(tiny_model, split):
+    from thesislib.data import MEAN, STD
+    from torchvision.transforms.v2 import functional as TF
+
+    model = _moving_model(tiny_model)
+    df = evaluate(model, split.test, ["gradcam"], max_images=8)
+    rows = stratified_subset(split.test.labels, 8)
+    x, _, _ = split.test.batch(rows)
+    heat = explain_all(model, x, ["gradcam"])["gradcam"]
+    raw = split.test.arrays.images[split.test.indices[rows]]
+    t = torch.tensor(df["target"].tolist())
+    prob = lambda inp: F.softmax(model(inp), 1)[torch.arange(len(t)), t]  # noqa: E731
+    with torch.no_grad():
+        y = prob(x)
+        o_tensor = prob(x * heat[:, None])
+        o_black = prob(TF.normalize(raw.float() / 255 * heat[:, None], MEAN, STD))
+    ad = lambda o: ((y - o).clamp_min(0) / y).tolist()  # noqa: E731
+    assert df["average_drop"].tolist() == pytest.approx(ad(o_tensor), abs=1e-5)
+    assert df["average_drop_black"].tolist() == pytest.approx(ad(o_black), abs=1e-4)
+    assert df["increase_in_confidence"].tolist() == (o_tensor > y).float().tolist()
+    assert df["increase_in_confidence_black"].tolist() == (o_black > y).float().tolist()
+    assert df["average_drop"].tolist() != pytest.approx(df["average_drop_black"].tolist(), abs=1e-3)
+
+
+def test_same_as_marks_identical_methods_on_a_gap_linear_model(tiny_model, split):
+    model = _moving_model(tiny_model)
+    methods = ["gradcam", "gradcam++", "xgradcam", "hirescam", "eigencam"]
+    df = evaluate(model, split.test, methods, max_images=6, batch_size=4)  # two batches
+    same = df.groupby("method", sort=False)["same_as"].first().to_dict()
+    assert not df[df["method"] == "gradcam"]["heatmap_constant"].all()
+    assert same == {"gradcam": "", "gradcam++": "", "xgradcam": "gradcam", "hirescam": "gradcam", "eigencam": ""}
+    assert df[df["method"] == "eigencam"]["class_agnostic"].all()
+    assert not df[df["method"] == "gradcam"]["class_agnostic"].any()
+
+
+def test_duplicates_need_agreement_on_every_batch():
+    from thesislib.evaluation import _Duplicates
+
+    g = torch.Generator().manual_seed(0)
+    a1, a2 = torch.rand(3, 8, 8, generator=g), torch.rand(2, 8, 8, generator=g)
+    d = _Duplicates()
+    d.update({"a": a1, "b": a1 + 5e-5, "c": a1.clone(), "e": torch.rand(3, 8, 8, generator=g)})
+    d.update({"a": a2, "b": a2 + 5e-5, "c": a2 + 0.1, "e": torch.rand(2, 8, 8, generator=g)})
+    # c agrees with a on the first batch only
+    assert d.same_as() == {"a": "", "b": "a", "c": "", "e": ""}
+
+
 def test_label_targets_and_correct_only(tiny_model, split):
     model = tiny_model()
-    df = evaluate(model, split.test, ["gradcam"], target="label")
+    df = evaluate(model, split.test, ["cam"], target="label")
     assert (df["target"] == df["label"]).all() and len(df) == len(split.test)
-    right = evaluate(model, split.test, ["gradcam"], correct_only=True)
+    right = evaluate(model, split.test, ["cam"], correct_only=True)
     assert (right["pred"] == right["label"]).all()
 
 
 def test_precode_skips_cam_but_keeps_classification(tiny_model, split):
-    df = evaluate(tiny_model(precode_k=8), split.test, ["cam", "gradcam"], max_images=6)
-    assert set(df["method"]) == {"gradcam"}
+    df = evaluate(tiny_model(precode_k=8), split.test, ["cam", "gradcam"], max_images=4)
+    assert set(df["method"]) <= {"cam", "gradcam"} and "gradcam" in set(df["method"])
 
 
-def test_bad_method_is_named(tiny_model, split):
+def test_bad_arguments_are_named(tiny_model, split):
     with pytest.raises(ValueError, match="'gradcamx'"):
         evaluate(tiny_model(), split.test, ["gradcamx"])
+    with pytest.raises(ValueError, match="'edges'"):
+        evaluate(tiny_model(), split.test, ["cam"], references=["edges"])
+    with pytest.raises(ValueError, match="prior"):
+        evaluate(tiny_model(), split.test, ["cam"], references=["prior"])
+    with pytest.raises(TypeError, match="references"):
+        evaluate(tiny_model(), split.test, ["cam"], references="ceiling")
 
 
-def test_summarize_means_in_percent(tiny_model, split):
-    df = evaluate(tiny_model(), split.test, ["gradcam", "cam"], max_images=8)
+def test_summarize_means_in_percent_and_per_class(tiny_model, split):
+    df = evaluate(tiny_model(), split.test, ["cam"], references=["gaussian"], max_images=10)
     s = summarize(df)
-    row = s[s["method"] == "gradcam"].iloc[0]
-    part = df[df["method"] == "gradcam"]
+    row = s[s["method"] == "cam"].iloc[0]
+    part = df[df["method"] == "cam"]
     assert row["iou_area"] == pytest.approx(100 * part["iou_area"].mean())
-    assert row["n_images"] == 8 and row["accuracy"] == pytest.approx(100 * part["accuracy"].iloc[0])
+    assert row["average_drop_black"] == pytest.approx(100 * part["average_drop_black"].mean())
+    assert row["n_images"] == 10 and row["accuracy"] == pytest.approx(100 * part["accuracy"].iloc[0])
+    assert s.set_index("method").loc["gaussian", "kind"] == "reference"
+    # per class: one row per method x class, whose image counts and means add up
+    df = df.assign(pred=[0, 1] * (len(df) // 2))  # an untrained model may predict a single class
+    per = summarize(df, by="pred")
+    assert len(per) == 4 and list(per["method"]) == ["cam", "cam", "gaussian", "gaussian"]
+    assert list(per["pred"]) == [0, 1, 0, 1]
+    cam = per[per["method"] == "cam"]
+    assert cam["n_images"].sum() == 10
+    assert (cam["iou_area"] * cam["n_images"]).sum() / 10 == pytest.approx(row["iou_area"])
+    with pytest.raises(ValueError, match="by"):
+        summarize(df, by="colour")
+
+
+def test_summarize_reads_tables_round_tripped_through_csv(tiny_model, split, tmp_path):
+    import pandas as pd
+
+    df = evaluate(tiny_model(), split.test, ["cam"], max_images=3)
+    assert "deletion_auc" not in df.columns  # left out without deletion steps
+    df.to_csv(tmp_path / "x.csv", index=False)
+    s = summarize(pd.read_csv(tmp_path / "x.csv"))
+    assert s["same_as"].tolist() == [""] and s["kind"].tolist() == ["explainer"]
+
+
+def test_classification_matches_scikit_learn(tiny_model, split):
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    from thesislib.train import predict
+
+    model = _moving_model(tiny_model)
+    df = evaluate(model, split.test, ["cam"], max_images=2)
+    logits, labels = predict(model, split.test)
+    pred = logits.argmax(1).numpy()
+    prob = F.softmax(logits, 1)[:, 1].detach().numpy()
+    assert df["accuracy"].iloc[0] == pytest.approx(accuracy_score(labels.numpy(), pred))
+    assert df["f1"].iloc[0] == pytest.approx(f1_score(labels.numpy(), pred, zero_division=0))
+    assert df["roc_auc"].iloc[0] == pytest.approx(roc_auc_score(labels.numpy(), prob))
+
+
+def test_mean_maps_average_each_method_and_the_expert(tiny_model, split):
+    model = tiny_model()
+    out = mean_maps(model, split.test, ["cam"], references=["gaussian"], max_images=6, batch_size=4)
+    assert set(out) == {"cam", "gaussian", "expert"}
+    rows = stratified_subset(split.test.labels, 6)
+    x, _, maps = split.test.batch(rows)
+    assert torch.allclose(out["expert"], maps.mean(0), atol=1e-6)
+    assert torch.allclose(out["cam"], explain_all(model, x, ["cam"])["cam"].mean(0), atol=1e-6)
+    assert out["cam"].shape == (64, 64) and out["cam"].dtype == torch.float32
 
 
 def test_stratified_subset_keeps_class_shares():

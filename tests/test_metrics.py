@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage.filters import threshold_otsu
 from sklearn.metrics import confusion_matrix as sk_confusion, f1_score as sk_f1, roc_auc_score
 from torchvision.ops import box_iou as tv_box_iou, masks_to_boxes
@@ -160,3 +161,42 @@ def test_classification_metrics_match_scikit_learn():
     with pytest.raises(ValueError, match="both classes"):
         M.roc_auc(scores, torch.ones(300, dtype=torch.long))
     assert M.f1_score(torch.zeros(5, dtype=torch.long), torch.zeros(5, dtype=torch.long)) == 0.0
+
+
+def test_masking_conventions_match_a_direct_computation(tiny_model):
+    from torchvision.transforms.v2 import functional as TF
+
+    from thesislib.data import MEAN, STD, normalize
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.fc.bias.copy_(torch.tensor([0.3, -0.3]))
+    g = torch.Generator().manual_seed(4)
+    raw = torch.randint(0, 256, (6, 3, 64, 64), generator=g, dtype=torch.uint8)
+    images = normalize(raw)
+    maps = torch.rand(6, 64, 64, generator=g)
+    targets = torch.tensor([0, 1, 1, 0, 1, 0])
+    prob = lambda x: F.softmax(model(x), 1)[torch.arange(6), targets]  # noqa: E731
+    with torch.no_grad():
+        y_ref = prob(images)
+        tensor_ref = prob(images * maps[:, None])
+        black_ref = prob(TF.normalize(raw.float() / 255 * maps[:, None], MEAN, STD))
+    y = M.target_confidence(model, images, targets, batch_size=4)
+    o_tensor = M.masked_confidence(model, images, maps, targets, convention="tensor", batch_size=4)
+    o_black = M.masked_confidence(model, images, maps, targets, convention="black")
+    assert torch.allclose(y, y_ref, atol=1e-6)
+    assert torch.allclose(o_tensor, tensor_ref, atol=1e-6)
+    assert torch.allclose(o_black, black_ref, atol=1e-5)
+    assert not torch.allclose(o_tensor, o_black, atol=1e-3)
+    # masked-out pixels: the data mean (0 after normalisation) under "tensor", black under "black"
+    zero = torch.zeros(1, 64, 64)
+    assert M.masked_inputs(images[:1], zero, "tensor").abs().max() == 0
+    black = (torch.zeros(3) - torch.tensor(MEAN)) / torch.tensor(STD)
+    assert torch.allclose(M.masked_inputs(images[:1], zero, "black")[0, :, 5, 5], black)
+    # the compatible one-call form
+    y2, o2 = M.confidences(model, images, maps, targets, convention="black")
+    assert torch.equal(y2, y) and torch.equal(o2, o_black)
+    with pytest.raises(ValueError, match="convention"):
+        M.masked_confidence(model, images, maps, targets, convention="grey")
+    with pytest.raises(ValueError, match="maps"):
+        M.masked_confidence(model, images, maps[:, :10], targets)

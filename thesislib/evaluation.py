@@ -1,41 +1,45 @@
 """Evaluation: every metric of every heatmap of one model, as a tidy table.
 
-`evaluate(model, data, methods)` returns one row per image x method with the localisation and
-faithfulness metrics, flags for empty or constant maps, the time per image, and the model's
-classification metrics on the whole split (repeated on each row, so tables of many runs can be
-concatenated). `summarize` averages a run's rows per method in %; `METRICS` lists the columns
-and whether higher is better.
+`evaluate(model, data, methods)` returns one row per image x method (explainers and reference
+maps alike) with every per-image metric of `thesislib.metrics.REGISTRY`, flags for empty or
+constant maps, duplicated methods, the time per image, and the model's classification metrics on
+the whole split (repeated on each row, so tables of many runs can be concatenated). `summarize`
+averages a run's rows per method (optionally per class) in %; `mean_maps` averages each method's
+maps over a split, to show systematic biases.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thesislib import explain as X
 from thesislib import metrics as M
+from thesislib import references as R
 from thesislib.data import LagDataset
-from thesislib.explain import LABELS, METHODS, Explainer, NotApplicable
 from thesislib.train import predict
 
-__all__ = ["evaluate", "summarize", "classification", "stratified_subset", "METRICS", "CLASSIFICATION"]
+__all__ = ["evaluate", "summarize", "mean_maps", "classification", "stratified_subset", "DUPLICATE_ATOL",
+           "CONFUSION"]
 
-# column -> (label, higher is better); per-image values are fractions, tables show %
-METRICS = {
-    "iou_area": ("IoU (A)", True),
-    "iou_bbox": ("IoU (BB)", True),
-    "average_drop": ("AD", False),
-    "increase_in_confidence": ("IiC", True),
-    "pointing_game": ("Pointing game", True),
-    "relevance_mass": ("Relevance mass", True),
-    "deletion_auc": ("Deletion AUC", False),
-    "insertion_auc": ("Insertion AUC", True),
-}
-CLASSIFICATION = {"accuracy": ("Acc", True), "roc_auc": ("ROC AUC", True), "f1": ("F1 score", True)}
+DUPLICATE_ATOL = 1e-4  # two methods whose maps differ by at most this on every image are one method
+CONFUSION = ("tn", "fp", "fn", "tp")
+_CLASS_AGNOSTIC_DEFAULT = frozenset({"eigencam"})
+
+
+def _class_agnostic() -> frozenset:
+    return getattr(X, "CLASS_AGNOSTIC", _CLASS_AGNOSTIC_DEFAULT)
+
+
+def _per_image_metrics(deletion: bool) -> list[str]:
+    """Registry columns that `evaluate` fills per image (deletion/insertion only when computed)."""
+    names = [m.name for m in M.registered("localisation") + M.registered("faithfulness")]
+    return [n for n in names if deletion or n not in ("deletion_auc", "insertion_auc")]
 
 
 def classification(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -61,16 +65,78 @@ def stratified_subset(labels: torch.Tensor, k: int | None, seed: int = 0) -> tor
     return torch.sort(torch.cat(picked)[:k]).values
 
 
-def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, target: str = "predicted",
-             max_images: int | None = None, batch_size: int = 32, deletion_steps: int = 0,
-             correct_only: bool = False) -> pd.DataFrame:
-    """Score the heatmaps of `methods` on `data` against its expert maps.
+class _Duplicates:
+    """Which methods repeat an earlier method's maps on every image, fed batch by batch.
+
+    Per batch, `thesislib.explain.duplicate_groups` groups methods by their first member (no
+    chaining); a method repeats that member only if it falls in its group on every batch.
+    """
+
+    def __init__(self, atol: float = DUPLICATE_ATOL):
+        self.atol = atol
+        self.order: list[str] = []
+        self.pairs: set[tuple[str, str]] | None = None  # (kept method, its duplicate)
+
+    def update(self, maps: dict[str, torch.Tensor]) -> None:
+        self.order += [m for m in maps if m not in self.order]
+        pairs = {(g[0], m) for g in X.duplicate_groups(maps, self.atol) for m in g[1:]}
+        self.pairs = pairs if self.pairs is None else self.pairs & pairs
+
+    def same_as(self) -> dict[str, str]:
+        """method -> the method whose maps it repeats, or "" if its maps are its own."""
+        kept_of = {dup: kept for kept, dup in self.pairs or ()}
+        return {m: kept_of.get(m, "") for m in self.order}
+
+
+def _check_args(methods, references, prior, target) -> None:
+    for arg, given, allowed in (("methods", methods, X.METHODS), ("references", references, R.REFERENCES)):
+        if isinstance(given, str):
+            raise TypeError(f"{arg}: expected a sequence of names, found the string {given!r} (write [{given!r}])")
+        unknown = [m for m in given if m not in allowed]
+        if unknown:
+            raise ValueError(f"{arg}: unknown {', '.join(map(repr, unknown))}; expected some of {', '.join(allowed)}")
+        if len(set(given)) != len(given):
+            raise ValueError(f"{arg}: expected each name once, found {list(given)}")
+    if "prior" in references and prior is None:
+        raise ValueError("prior: the 'prior' reference needs the training split's mean expert map "
+                         "(thesislib.references.mean_expert_map(split.train)), found None")
+    if target not in ("predicted", "label"):
+        raise ValueError(f"target: expected 'predicted' or 'label', found {target!r}")
+
+
+def _batches(model: nn.Module, data: LagDataset, rows: torch.Tensor, targets_all: torch.Tensor,
+             methods: Sequence[str], references: Sequence[str], prior: torch.Tensor | None,
+             batch_size: int) -> Iterator[tuple]:
+    """Per batch: (positions, images, targets, expert maps, method -> maps, method -> seconds per image)."""
+    grid = R.cam_grid_of(model, data.batch(slice(0, 1))[0].shape[-1]) if "ceiling" in references else None
+    names = data.names
+    for start in range(0, len(rows), batch_size):
+        part = rows[start:start + batch_size]
+        x, _, maps = data.batch(part)
+        targets = targets_all[part]
+        timings: dict[str, float] = {}
+        heat = X.explain_all(model, x, list(methods), targets=targets, timings=timings)
+        for ref in references:
+            t0 = time.perf_counter()
+            heat[ref] = R.reference_maps(ref, x, maps, prior=prior, grid=grid,
+                                         index=[names[i] for i in part.tolist()])
+            timings[ref] = time.perf_counter() - t0
+        seconds = {m: timings.get(m, float("nan")) / len(part) for m in heat}
+        yield part, x, targets, maps, heat, seconds
+
+
+def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, references: Sequence[str] = (),
+             prior: torch.Tensor | None = None, target: str = "predicted", max_images: int | None = None,
+             batch_size: int = 32, deletion_steps: int = 0, correct_only: bool = False) -> pd.DataFrame:
+    """Score the heatmaps of `methods` and the reference maps on `data` against its expert maps.
 
     Args:
         model: trained classifier.
         data: an evaluation split (no augmentation is applied).
-        methods: explainers, from `thesislib.explain.METHODS`; "cam" is skipped for PRECODE models
-            (not applicable).
+        methods: explainers, from `thesislib.explain.METHODS`; those not applicable to the model
+            are left out.
+        references: reference maps, from `thesislib.references.REFERENCES`, scored like explainers.
+        prior: float [H, W], the training split's mean expert map; needed for "prior".
         target: explain the "predicted" class (default) or the true "label".
         max_images: explain a seeded stratified subset of this many images (classification
             metrics always use the whole split).
@@ -79,16 +145,16 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, targ
         correct_only: explain only correctly classified images.
 
     Returns:
-        One row per image x method: image, label, pred, prob_glaucoma, target, method,
-        method_label, the METRICS columns (fractions), drop_in_confidence (absolute, as
-        pytorch-grad-cam's), heatmap_empty / map_empty (no Otsu foreground), heatmap_constant,
-        seconds (explanation time per image), and the classification metrics of the whole split.
+        One row per image x method: image, label, pred, prob_glaucoma, target, method, method_label,
+        kind ("explainer" | "reference"), class_agnostic, same_as (the earlier method whose maps
+        this method's maps equal within DUPLICATE_ATOL on every evaluated image, else ""), the
+        registry's per-image localisation and faithfulness metrics (fractions; Average Drop and
+        Increase in Confidence under both masking conventions, deletion/insertion only when
+        deletion_steps > 0), drop_in_confidence (absolute, as pytorch-grad-cam's), heatmap_empty /
+        map_empty (no Otsu foreground), heatmap_constant, seconds (time per image), and the
+        classification metrics of the whole split (accuracy, roc_auc, f1, tn, fp, fn, tp).
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"methods: unknown {', '.join(map(repr, unknown))}; expected some of {', '.join(METHODS)}")
-    if target not in ("predicted", "label"):
-        raise ValueError(f"target: expected 'predicted' or 'label', found {target!r}")
+    _check_args(methods, references, prior, target)
     was_training = model.training
     model.eval()
     logits, labels = predict(model, data)
@@ -98,73 +164,134 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, targ
     rows = stratified_subset(labels, max_images)
     if correct_only:
         rows = rows[preds[rows] == labels[rows]]
+    targets_all = preds if target == "predicted" else labels
     names = data.names
-
-    explainers = {}
-    for method in methods:
-        try:
-            explainers[method] = Explainer(model, method)
-        except NotApplicable:
-            continue
-
+    agnostic = _class_agnostic()
+    dups = _Duplicates()
     records = []
-    for start in range(0, len(rows), batch_size):
-        part = rows[start:start + batch_size]
-        x, y, maps = data.batch(part)
-        targets = preds[part] if target == "predicted" else y
-        expert = M.binarize(maps)
-        expert_empty = M.is_empty(expert)
-        for method, explainer in explainers.items():
-            t0 = time.perf_counter()
-            heat = explainer(x, targets)
-            seconds = (time.perf_counter() - t0) / len(part)
-            mask = M.binarize(heat)
-            y_conf, o_conf = M.confidences(model, x, heat, targets)
-            cols = dict(
-                iou_area=M.iou_area(mask, expert), iou_bbox=M.iou_bbox(mask, expert),
-                average_drop=M.average_drop(y_conf, o_conf),
-                increase_in_confidence=M.increase_in_confidence(y_conf, o_conf),
-                drop_in_confidence=M.drop_in_confidence(y_conf, o_conf),
-                pointing_game=M.pointing_game(heat, expert).float(),
-                relevance_mass=M.relevance_mass(heat, expert),
-                heatmap_empty=M.is_empty(mask), map_empty=expert_empty,
-                heatmap_constant=heat.flatten(1).amax(1) == 0,
-            )
-            if deletion_steps:
-                cols["deletion_auc"], cols["insertion_auc"] = M.deletion_insertion(
-                    model, x, heat, targets, steps=deletion_steps)
-            for k, i in enumerate(part.tolist()):
-                rec = dict(image=names[i], label=int(labels[i]), pred=int(preds[i]), prob_glaucoma=float(probs[i]),
-                           target=int(targets[k]), method=method, method_label=LABELS[method], seconds=seconds)
-                rec.update({c: v[k].item() for c, v in cols.items()})
-                records.append(rec)
-    model.train(was_training)
+    try:
+        for part, x, targets, maps, heat, seconds in _batches(model, data, rows, targets_all, methods, references,
+                                                             prior, batch_size):
+            expert = M.binarize(maps)
+            expert_empty = M.is_empty(expert)
+            y_conf = M.target_confidence(model, x, targets)  # Y does not depend on the map
+            dups.update({m: heat[m] for m in methods if m in heat})
+            for method, h in heat.items():
+                mask = M.binarize(h)
+                o_conf = M.masked_confidence(model, x, h, targets, convention="tensor")
+                o_black = M.masked_confidence(model, x, h, targets, convention="black")
+                cols = dict(
+                    iou_area=M.iou_area(mask, expert), iou_bbox=M.iou_bbox(mask, expert),
+                    pointing_game=M.pointing_game(h, expert).float(),
+                    relevance_mass=M.relevance_mass(h, expert),
+                    average_drop=M.average_drop(y_conf, o_conf),
+                    increase_in_confidence=M.increase_in_confidence(y_conf, o_conf),
+                    average_drop_black=M.average_drop(y_conf, o_black),
+                    increase_in_confidence_black=M.increase_in_confidence(y_conf, o_black),
+                    drop_in_confidence=M.drop_in_confidence(y_conf, o_conf),
+                    heatmap_empty=M.is_empty(mask), map_empty=expert_empty,
+                    heatmap_constant=h.flatten(1).amax(1) == 0,
+                )
+                if deletion_steps:
+                    cols["deletion_auc"], cols["insertion_auc"] = M.deletion_insertion(
+                        model, x, h, targets, steps=deletion_steps)
+                is_ref = method in references
+                label = R.LABELS[method] if is_ref else X.LABELS[method]
+                for k, i in enumerate(part.tolist()):
+                    rec = dict(image=names[i], label=int(labels[i]), pred=int(preds[i]),
+                               prob_glaucoma=float(probs[i]), target=int(targets[k]), method=method,
+                               method_label=label, kind="reference" if is_ref else "explainer",
+                               class_agnostic=is_ref or method in agnostic, seconds=seconds[method])
+                    rec.update({c: v[k].item() for c, v in cols.items()})
+                    records.append(rec)
+    finally:
+        model.train(was_training)
+    metric_cols = _per_image_metrics(deletion_steps > 0)
+    columns = ["image", "label", "pred", "prob_glaucoma", "target", "method", "method_label", "kind",
+               "class_agnostic", "same_as", *metric_cols, "drop_in_confidence", "heatmap_empty", "map_empty",
+               "heatmap_constant", "seconds"]
     df = pd.DataFrame.from_records(records)
     if df.empty:
-        df = pd.DataFrame(columns=["image", "label", "pred", "prob_glaucoma", "target", "method", "method_label",
-                                   "seconds", *METRICS, "drop_in_confidence"])
+        df = pd.DataFrame(columns=columns)
+    same_as = dups.same_as()
+    df["same_as"] = df["method"].map(lambda m: same_as.get(m, "")).astype(object)
+    df = df[columns]
     for key, value in cls_metrics.items():
         df[key] = value
     return df
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
+def summarize(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     """Per-method means of one run's `evaluate` rows, in %, plus counts of empty and constant maps.
 
+    Args:
+        df: `evaluate` output of one run.
+        by: None for one row per method, or a column such as "pred" or "label" for one row per
+            method x value of it (every method table read per predicted or true class).
     Returns:
-        One row per method: method, method_label, n_images, the METRICS columns present (% means),
-        seconds_per_image, empty_heatmaps, constant_heatmaps, empty_maps, and the classification
-        metrics in %.
+        One row per method (x class): method, [by,] method_label, kind, class_agnostic, same_as,
+        n_images, the registry's per-image metrics present (% means), seconds_per_image,
+        empty_heatmaps, constant_heatmaps, empty_maps, and the classification metrics of the
+        whole split (accuracy, roc_auc, f1 in %; tn, fp, fn, tp counts).
     """
-    present = [m for m in METRICS if m in df.columns]
-    g = df.groupby("method", sort=False)
+    if by is not None and by not in df.columns:
+        raise ValueError(f"by: expected a column of the evaluation table such as 'pred' or 'label', found {by!r}")
+    df = df.copy()
+    # tables written by older code, or read back from CSV (where "" becomes NaN)
+    if "kind" not in df.columns:
+        df["kind"] = "explainer"
+    if "class_agnostic" not in df.columns:
+        df["class_agnostic"] = df["method"].isin(_class_agnostic())
+    df["same_as"] = df["same_as"].astype(object).fillna("").astype(str) if "same_as" in df.columns else ""
+    keys = ["method"] if by is None else ["method", by]
+    present = [m.name for m in M.registered() if m.kind != "classification" and m.name in df.columns]
+    g = df.groupby(keys, sort=False)
     out = g[present].mean() * 100
     out["n_images"] = g.size()
     out["seconds_per_image"] = g["seconds"].mean()
     out["empty_heatmaps"] = g["heatmap_empty"].sum().astype(int)
     out["constant_heatmaps"] = g["heatmap_constant"].sum().astype(int)
     out["empty_maps"] = g["map_empty"].sum().astype(int)
-    for key in CLASSIFICATION:
-        out[key] = g[key].first() * 100
-    out.insert(0, "method_label", g["method_label"].first())
-    return out.reset_index()
+    for m in M.registered("classification"):
+        if m.name in df.columns:
+            out[m.name] = g[m.name].first() * 100
+    for key in CONFUSION:
+        if key in df.columns:
+            out[key] = g[key].first()
+    for i, col in enumerate(("method_label", "kind", "class_agnostic", "same_as")):
+        out.insert(i, col, g[col].first())
+    out["class_agnostic"] = out["class_agnostic"].astype(bool)
+    out = out.reset_index()
+    if by is not None:  # classes in order within each method, methods in their order of appearance
+        rank = {m: i for i, m in enumerate(dict.fromkeys(df["method"]))}
+        out = out.sort_values([by], kind="stable").sort_values("method", key=lambda s: s.map(rank), kind="stable")
+        out = out.reset_index(drop=True)
+    return out
+
+
+def mean_maps(model: nn.Module, data: LagDataset, methods: Sequence[str], *, references: Sequence[str] = (),
+              prior: torch.Tensor | None = None, target: str = "predicted", max_images: int | None = None,
+              batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Each method's mean map over a split, beside the mean expert map, to show systematic biases.
+
+    Args:
+        as `evaluate` (the same seeded subset of images for the same `max_images`).
+    Returns:
+        method (and reference) -> float32 [H, W] in [0, 1], plus "expert": the mean expert map over
+        the same images. Methods not applicable to the model are left out.
+    """
+    _check_args(methods, references, prior, target)
+    was_training = model.training
+    model.eval()
+    logits, labels = predict(model, data)
+    targets_all = logits.argmax(1) if target == "predicted" else labels
+    rows = stratified_subset(labels, max_images)
+    sums: dict[str, torch.Tensor] = {}
+    try:
+        for _, _, _, maps, heat, _ in _batches(model, data, rows, targets_all, methods, references, prior, batch_size):
+            for name, m in {**heat, "expert": maps}.items():
+                part = m.double().sum(0)
+                sums[name] = sums[name] + part if name in sums else part
+    finally:
+        model.train(was_training)
+    return {name: (s / max(1, len(rows))).float() for name, s in sums.items()}

@@ -16,16 +16,32 @@ import torch
 from thesislib.data import LagDataset, denormalize, normalize, train_transform
 from thesislib.explain import LABELS, Explainer, NotApplicable
 from thesislib.layout import CLASSES
-from thesislib.metrics import binarize
+from thesislib.metrics import REGISTRY, binarize
 
 __all__ = ["samples", "augmentations", "otsu_examples", "gallery", "curves", "loss_curves", "scatter", "timing",
-           "pick_rows", "by_setting", "method_bars"]
+           "pick_rows", "by_setting", "method_bars", "mean_maps"]
+
+NOT_LEARNED = "not learned (flagged run)"
+_NOT_LEARNED_MARKER = "X"
 
 sns.set_theme(context="notebook", style="whitegrid")
 
 
 def _rgb(x: torch.Tensor) -> np.ndarray:
     return denormalize(x).permute(1, 2, 0).cpu().numpy()
+
+
+def _metric(name: str):
+    if name not in REGISTRY:
+        raise ValueError(f"metric: expected one of {', '.join(REGISTRY)}, found {name!r}")
+    return REGISTRY[name]
+
+
+def _learned(df: pd.DataFrame) -> pd.Series:
+    """The `learned` flag of each row (True where the column is absent or empty)."""
+    if "learned" not in df.columns:
+        return pd.Series(True, index=df.index)
+    return df["learned"].fillna(True).astype(bool)
 
 
 def _off(ax) -> None:
@@ -157,22 +173,45 @@ def curves(hist: pd.DataFrame, metrics: dict[str, str], *, hue: str | None = Non
 
 
 def loss_curves(hist: pd.DataFrame, hue: str = "setting") -> plt.Figure:
-    """Training and validation loss against epoch for each setting (thesis Fig. 5.4)."""
-    long = hist.melt(id_vars=["epoch", hue, "seed"], value_vars=["train_ce", "val_loss"], var_name="split",
-                     value_name="cross-entropy")
-    long["split"] = long["split"].map({"train_ce": "train", "val_loss": "validation"})
+    """Training against validation loss per epoch for each setting, on the same path (thesis Fig. 5.4).
+
+    With a `val_loss_sampled` column (PRECODE's validation objective on sampled z, CE + beta x KL,
+    as `train_loss` is computed), train_loss is drawn against it; without it, against `val_loss`
+    (the mean path). Histories without `train_loss` fall back to `train_ce`. The y-axis label
+    names the pair drawn.
+    """
+    train_col = "train_loss" if "train_loss" in hist.columns else "train_ce"
+    sampled = "val_loss_sampled" in hist.columns and hist["val_loss_sampled"].notna().any()
+    val_col = "val_loss_sampled" if sampled else "val_loss"
+    long = hist.melt(id_vars=["epoch", hue, "seed"], value_vars=[train_col, val_col], var_name="split",
+                     value_name="loss")
+    long["split"] = long["split"].map({train_col: "train", val_col: "validation"})
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    sns.lineplot(data=long, x="epoch", y="cross-entropy", hue=hue, style="split", errorbar="sd", ax=ax)
+    sns.lineplot(data=long, x="epoch", y="loss", hue=hue, style="split", errorbar="sd", ax=ax)
+    if sampled:
+        ax.set_ylabel("loss: CE + β·KL, sampled z\n(train and validation)")
+    else:
+        ax.set_ylabel(f"loss: {train_col} (train) vs\nval_loss (validation, mean path)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def scatter(points: pd.DataFrame, x: str, ys: dict[str, str], *, hue: str = "family") -> plt.Figure:
-    """One point per trained model: `x` against each y (RQ6)."""
+    """One point per trained model: `x` against each y (RQ6).
+
+    Runs flagged as not learned (`learned` False; absent means learned) get a distinct marker,
+    named in the legend; the regression line is drawn over all points.
+    """
+    learned = _learned(points)
+    style = {}
+    if not learned.all():
+        style = dict(style="run", markers={"learned": "o", NOT_LEARNED: _NOT_LEARNED_MARKER},
+                     style_order=["learned", NOT_LEARNED])
+    points = points.assign(run=np.where(learned, "learned", NOT_LEARNED))
     fig, axes = plt.subplots(1, len(ys), figsize=(3.8 * len(ys), 3.6), squeeze=False)
     for ax, (col, label) in zip(axes[0], ys.items()):
-        sns.scatterplot(data=points, x=x, y=col, hue=hue, ax=ax, s=28, legend=ax is axes[0, -1])
+        sns.scatterplot(data=points, x=x, y=col, hue=hue, ax=ax, s=28, legend=ax is axes[0, -1], **style)
         sns.regplot(data=points, x=x, y=col, ax=ax, scatter=False, color="0.3", line_kws=dict(lw=1))
         ax.set_ylabel(label)
     if axes[0, -1].get_legend() is not None:
@@ -207,13 +246,21 @@ def pick_rows(data: LagDataset, n: int, seed: int = 0) -> list[int]:
 
 
 def by_setting(results: pd.DataFrame, metric: str, *, title: str | None = None) -> plt.Figure:
-    """`metric` (%) per setting and method, mean and spread over seeds."""
-    from thesislib.evaluation import METRICS
+    """`metric` (%) per setting and method, mean and spread over seeds.
 
+    Runs flagged as not learned (`learned` False) are drawn again as single crosses, named in the
+    legend; the means include them.
+    """
+    m = _metric(metric)
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     sns.pointplot(data=results, x="setting", y=metric, hue="method_label", errorbar="sd", dodge=0.3, ax=ax,
                   markersize=4, linewidth=1.2)
-    ax.set_ylabel(METRICS[metric][0] + " (%)")
+    flagged = results[~_learned(results)]
+    if not flagged.empty:
+        pos = {s: i for i, s in enumerate(dict.fromkeys(results["setting"]))}
+        ax.scatter(flagged["setting"].map(pos), flagged[metric], marker=_NOT_LEARNED_MARKER, color="black",
+                   s=30, zorder=5, label=NOT_LEARNED)
+    ax.set_ylabel(f"{m.arrow} {m.label} ({m.unit})")
     ax.set_xlabel("")
     ax.legend(fontsize=8, title=None)
     if title:
@@ -223,13 +270,59 @@ def by_setting(results: pd.DataFrame, metric: str, *, title: str | None = None) 
 
 
 def method_bars(results: pd.DataFrame, metrics: Sequence[str]) -> plt.Figure:
-    """Each method's metrics over all runs (bars: mean, whiskers: sd)."""
-    from thesislib.evaluation import METRICS
-
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False, sharey=True)
-    for ax, m in zip(axes[0], metrics):
-        sns.barplot(data=results, y="method_label", x=m, errorbar="sd", ax=ax, color="tab:blue")
-        ax.set_xlabel(("↑ " if METRICS[m][1] else "↓ ") + METRICS[m][0] + " (%)")
+    """Each method's metrics over all runs (bars: mean, whiskers: sd); reference maps in grey, below."""
+    kind = results["kind"] if "kind" in results.columns else pd.Series("explainer", index=results.index)
+    explainers = list(dict.fromkeys(results.loc[kind != "reference", "method_label"]))
+    refs = list(dict.fromkeys(results.loc[kind == "reference", "method_label"]))
+    palette = {**{lab: "tab:blue" for lab in explainers},
+               **dict(zip(refs, sns.color_palette("Greys", len(refs) + 2)[2:][::-1]))}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 0.9 + 0.3 * len(palette)),
+                             squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], metrics):
+        m = _metric(name)
+        sns.barplot(data=results, y="method_label", x=name, hue="method_label", order=explainers + refs,
+                    palette=palette, saturation=1.0, errorbar="sd", ax=ax, legend=False)
+        if refs and explainers:
+            ax.axhline(len(explainers) - 0.5, color="0.5", lw=0.8, ls="--")
+        ax.set_xlabel(f"{m.arrow} {m.label} ({m.unit})")
         ax.set_ylabel("")
+    if refs:
+        axes[0, 0].annotate("grey: reference maps", xy=(0, 0), xycoords="figure fraction", xytext=(4, 4),
+                            textcoords="offset points", fontsize=8, color="0.4")
     fig.tight_layout()
+    return fig
+
+
+def mean_maps(maps: dict[str, torch.Tensor], labels: dict[str, str] | None = None) -> plt.Figure:
+    """Each method's mean map over a split beside the mean expert map (`evaluation.mean_maps` output).
+
+    Every panel uses the same colour scale (0 to the largest mean value of any panel), and the
+    mean expert map's half-maximum contour is drawn on each, so a method that favours corners,
+    borders or the centre regardless of the image stands out.
+
+    Args:
+        maps: name -> float [H, W]; the key "expert" is the mean expert map, drawn first.
+        labels: name -> panel title (default: explainer and reference labels, else the name).
+    """
+    from thesislib.references import LABELS as REF_LABELS
+
+    names = (["expert"] if "expert" in maps else []) + [k for k in maps if k != "expert"]
+    if not names:
+        raise ValueError("maps: expected at least one mean map, found none")
+    titles = {**LABELS, **REF_LABELS, "expert": "Expert (mean)", **(labels or {})}
+    vmax = max(float(maps[k].max()) for k in names) or 1.0
+    cols = min(len(names), 5)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols + 0.6, 2.2 * rows), squeeze=False)
+    expert = maps.get("expert")
+    for ax, name in zip(axes.flat, names):
+        im = ax.imshow(maps[name].cpu().numpy(), cmap="viridis", vmin=0, vmax=vmax)
+        if expert is not None and float(expert.max()) > 0:
+            ax.contour(expert.cpu().numpy(), levels=[float(expert.max()) / 2], colors="white", linewidths=0.8)
+        ax.set_title(titles.get(name, name), fontsize=8)
+    for ax in axes.flat:
+        _off(ax)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="mean map value")
     return fig

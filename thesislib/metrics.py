@@ -3,7 +3,8 @@
 Localisation (heatmap H vs expert map M, both [N, H, W]): Otsu binarisation with scikit-image's
 `threshold_otsu` semantics, IoU by area and by bounding box, pointing game, relevance mass.
 Faithfulness (model needed): Average Drop, Increase in Confidence (PROTOCOL: relative drop of the
-softmax probability of the explained class when the normalised input is multiplied by the map),
+softmax probability of the explained class when the input is multiplied by the map, under two
+masking conventions: the normalised tensor x map, or the [0, 1] image x map, black outside),
 deletion/insertion AUC. Classification: accuracy, ROC AUC, F1, confusion matrix.
 
 Per-image metrics are fractions in [0, 1]; tables multiply by 100. Empty foregrounds give 0,
@@ -12,16 +13,73 @@ never NaN; callers flag them with `is_empty`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "Metric", "REGISTRY", "registered", "KINDS",
     "otsu_threshold", "binarize", "is_empty", "iou_area", "boxes", "box_iou", "iou_bbox",
-    "pointing_game", "relevance_mass", "confidences", "average_drop", "drop_in_confidence",
+    "pointing_game", "relevance_mass", "CONVENTIONS", "masked_inputs", "target_confidence",
+    "masked_confidence", "confidences", "average_drop", "drop_in_confidence",
     "increase_in_confidence", "deletion_insertion", "accuracy", "roc_auc", "f1_score",
     "confusion_matrix",
 ]
+
+
+KINDS = ("localisation", "faithfulness", "classification")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metric is, beside what computes it: the one place tables, figures and claims read.
+
+    name: the column in evaluation tables (per-image values are fractions; tables show x100).
+    label: how tables and figures name it. higher: True if higher is better. kind: one of KINDS.
+    unit: of the table value ("%" for fractions x100).
+    """
+
+    name: str
+    label: str
+    higher: bool
+    kind: str
+    unit: str = "%"
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher else "↓"
+
+    def better(self, a: float, b: float) -> bool:
+        """True if value a is strictly better than value b."""
+        return a > b if self.higher else a < b
+
+
+REGISTRY: dict[str, Metric] = {m.name: m for m in (
+    Metric("iou_area", "IoU (A)", True, "localisation"),
+    Metric("iou_bbox", "IoU (BB)", True, "localisation"),
+    Metric("pointing_game", "Pointing game", True, "localisation"),
+    Metric("relevance_mass", "Relevance mass", True, "localisation"),
+    # input x map on the normalised tensor (masked pixels become the data mean), as pytorch-grad-cam
+    Metric("average_drop", "AD", False, "faithfulness"),
+    Metric("increase_in_confidence", "IiC", True, "faithfulness"),
+    # the image x map before normalisation (black outside the map)
+    Metric("average_drop_black", "AD (black)", False, "faithfulness"),
+    Metric("increase_in_confidence_black", "IiC (black)", True, "faithfulness"),
+    Metric("deletion_auc", "Deletion AUC", False, "faithfulness"),
+    Metric("insertion_auc", "Insertion AUC", True, "faithfulness"),
+    Metric("accuracy", "Acc", True, "classification"),
+    Metric("roc_auc", "ROC AUC", True, "classification"),
+    Metric("f1", "F1 score", True, "classification"),
+)}
+
+
+def registered(kind: str | None = None) -> list[Metric]:
+    """The registered metrics of one kind (all if None), in registry order."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, found {kind!r}")
+    return [m for m in REGISTRY.values() if kind is None or m.kind == kind]
 
 
 def _check_maps(name: str, x: torch.Tensor) -> None:
@@ -210,26 +268,90 @@ def relevance_mass(heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
 
 
+CONVENTIONS = ("tensor", "black")
+
+
+def masked_inputs(images: torch.Tensor, maps: torch.Tensor, convention: str = "tensor") -> torch.Tensor:
+    """The input x map that Average Drop and Increase in Confidence feed the model.
+
+    "tensor": the normalised tensor times the map, as pytorch-grad-cam does (masked pixels become
+    0, the data mean). "black": the image in [0, 1] times the map, then normalised (masked pixels
+    black), one reading of the thesis's "only the explanation map region as input".
+
+    Args:
+        images: float [N, 3, H, W] normalised with `thesislib.data.MEAN` / `STD`; maps: float [N, H, W].
+    Returns:
+        float [N, 3, H, W], normalised like `images`.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention: expected one of {', '.join(CONVENTIONS)}, found {convention!r}")
+    m = maps.to(images.device, images.dtype)[:, None]
+    if convention == "tensor":
+        return images * m
+    from thesislib.data import MEAN, STD
+
+    mean = torch.tensor(MEAN, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(STD, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    return ((images * std + mean) * m - mean) / std
+
+
+def _target_probability(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return F.softmax(model(x).float(), 1).gather(1, t[:, None])[:, 0].cpu()
+
+
 @torch.no_grad()
-def confidences(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
-                batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probability of each target class for the input (Y) and for input x map (O).
+def target_confidence(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                      batch_size: int = 256) -> torch.Tensor:
+    """Y: softmax probability of each target class for the unmasked input.
+
+    Args:
+        model: classifier in eval mode.
+        images: float [N, 3, H, W] normalised; targets: int64 [N].
+    Returns:
+        float32 [N] on the CPU.
+    """
+    device = next(model.parameters()).device
+    return torch.cat([_target_probability(model, images[s:s + batch_size].to(device),
+                                          targets[s:s + batch_size].to(device))
+                      for s in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def masked_confidence(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, *,
+                      convention: str = "tensor", batch_size: int = 256) -> torch.Tensor:
+    """O: softmax probability of each target class for the input x map (see `masked_inputs`).
 
     Args:
         model: classifier in eval mode.
         images: float [N, 3, H, W] normalised; maps: float [N, H, W] in [0, 1]; targets: int64 [N].
+        convention: "tensor" or "black" (CONVENTIONS).
+    Returns:
+        float32 [N] on the CPU.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention: expected one of {', '.join(CONVENTIONS)}, found {convention!r}")
+    if maps.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"maps: expected [N, H, W] = {(images.shape[0], *images.shape[2:])} like images, "
+                         f"found shape {tuple(maps.shape)}")
+    device = next(model.parameters()).device
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = masked_inputs(images[s:s + batch_size].to(device), maps[s:s + batch_size].to(device), convention)
+        out.append(_target_probability(model, x, targets[s:s + batch_size].to(device)))
+    return torch.cat(out)
+
+
+def confidences(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+                batch_size: int = 256, *, convention: str = "tensor") -> tuple[torch.Tensor, torch.Tensor]:
+    """Y (`target_confidence`) and O (`masked_confidence`) in one call.
+
+    Evaluating several maps of the same images, compute Y once and O per map instead.
+
     Returns:
         (Y, O), float32 [N] each, on the CPU.
     """
-    device = next(model.parameters()).device
-    ys, os_ = [], []
-    for s in range(0, len(images), batch_size):
-        x = images[s:s + batch_size].to(device)
-        m = maps[s:s + batch_size].to(device)[:, None]
-        t = targets[s:s + batch_size].to(device)[:, None]
-        ys.append(F.softmax(model(x).float(), 1).gather(1, t)[:, 0].cpu())
-        os_.append(F.softmax(model(x * m).float(), 1).gather(1, t)[:, 0].cpu())
-    return torch.cat(ys), torch.cat(os_)
+    o = masked_confidence(model, images, maps, targets, convention=convention, batch_size=batch_size)
+    return target_confidence(model, images, targets, batch_size), o
 
 
 def average_drop(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
