@@ -18,7 +18,8 @@ def test_relu_cam_equals_grad_cam_on_a_gap_linear_head(tiny_model, images):
 
 def test_each_image_gets_its_own_target(tiny_model, images):
     """8 images, 8 different targets: 8 maps, each as if the image were explained alone."""
-    model = tiny_model(norm="batch")  # at initialisation both classes have positive evidence somewhere
+    # residual branches not zeroed: at initialisation both classes then have positive evidence somewhere
+    model = tiny_model(norm="batch", zero_init_residual=False)
     targets = torch.tensor([0, 1, 0, 1, 1, 0, 1, 0])
     for method in ("gradcam", "gradcam++", "scorecam", "cam"):
         batch = explain(model, images, method, targets=targets)
@@ -63,14 +64,20 @@ def test_explainer_is_reused_per_model_and_method(tiny_model, images):
     assert _EXPLAINERS[model]["gradcam"] is first
 
 
-def test_precode_explains_through_its_mean_and_cam_is_not_applicable(tiny_model, images):
+def test_precode_explains_through_its_mean(tiny_model, images):
     model = tiny_model(precode_k=8)
     model.precode.sample_eval = True
-    with pytest.raises(NotApplicable, match="PRECODE"):
+    for method in ("gradcam", "cam"):
+        a = explain(model, images, method)
+        b = explain(model, images, method)
+        assert torch.equal(a, b) and model.precode.sample_eval, method
+
+
+def test_cam_on_a_non_linear_head_is_not_applicable(tiny_model, images):
+    model = tiny_model()
+    model.fc = torch.nn.Sequential(torch.nn.Linear(model.fc.in_features, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    with pytest.raises(NotApplicable, match="cam: expected a linear `fc` head"):
         explain(model, images, "cam")
-    a = explain(model, images, "gradcam")
-    b = explain(model, images, "gradcam")
-    assert torch.equal(a, b) and model.precode.sample_eval
 
 
 def test_a_constant_map_is_zero_not_nan(tiny_model, images):

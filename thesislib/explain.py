@@ -1,50 +1,255 @@
 """Explainers: class-activation heatmaps in [0, 1] at input resolution, one per image and target.
 
-`explain(model, images, method, targets=None)` is the public entry point. Methods:
+`explain(model, images, method, targets=None)` explains one method; `explain_all(model, images,
+methods)` explains several from one forward and one backward pass. Methods:
 
-- "cam": ours, fc weights x layer4 features (Zhou et al. 2016); defined only for a linear head,
-  so a PRECODE model raises `NotApplicable`.
-- "gradcam", "gradcam++", "scorecam", "xgradcam", "layercam", "hirescam", "eigencam": from
-  pytorch-grad-cam (package grad-cam), target layer `model.layer4`.
+- "cam": ours, class weights x layer4 features (Zhou et al. 2016), on any ResNet-like model with
+  `layer4`, global average pooling (`avgpool`) and a linear `fc`. A PRECODE head is linear on its
+  mean path (z = mu at evaluation), so its CAM uses the effective head
+  W_eff = fc.W @ decoder.W @ encoder.W[:k]. Biases are left out, as in Zhou et al.: they add a
+  constant per class to the logit, never a spatial pattern, so ReLU(CAM) after min-max equals
+  Grad-CAM on such a head. A non-linear head raises `NotApplicable`.
+- "scorecam": `FastScoreCAM`, pytorch-grad-cam's Score-CAM with the same weights (max |map diff|
+  <= 1e-4 in float32), batched over images and channels; `Explainer(model, "scorecam",
+  fast=False)` gives the library's own.
+- "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam": pytorch-grad-cam (package grad-cam),
+  target layer `model.layer4`.
+- "eigencam": pytorch-grad-cam's EigenCAM with its sign fixed: the first principal component's
+  sign is arbitrary, so each image's projection is oriented to correlate positively (covariance
+  >= 0 over the layer4 grid) with the layer's channel-mean activation; a zero covariance keeps the
+  library's sign. It ignores the target: it is listed in `CLASS_AGNOSTIC`.
 
 Conventions (PROTOCOL): the explained class is the predicted one unless targets are given, one
-target per image; ReLU where the method defines it; bilinear upsampling to the input size;
-per-image min-max to [0, 1]; a constant map is all zeros, never NaN.
+target per image; ReLU where the method defines it (CAM has none: its negative evidence stays);
+bilinear upsampling to the input size; per-image min-max to [0, 1]; a constant map is all zeros,
+never NaN. `duplicate_groups` finds methods whose maps coincide on the model at hand.
 
 Around pytorch-grad-cam's known traps: every image gets its own target (a single target for a
 batch explains the first image only); the model's train/eval mode and its parameters' `.grad`
 are restored after each call; hooks are registered only during a call, so an explainer kept
 for reuse does not slow down or leak memory in later training; PRECODE explains through its
-mean path; Score-CAM's per-image progress bars are silenced and its masked inputs are chunked.
+mean path; the stock Score-CAM's per-image progress bars are silenced and its masked inputs are
+chunked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import time
 import weakref
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["explain", "Explainer", "NotApplicable", "METHODS", "LABELS", "cam_raw", "normalize_maps"]
+__all__ = ["explain", "explain_all", "Explainer", "FastScoreCAM", "NotApplicable", "METHODS", "LABELS",
+           "CLASS_AGNOSTIC", "cam_raw", "normalize_maps", "duplicate_groups"]
 
 METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "xgradcam", "layercam", "hirescam", "eigencam")
 LABELS = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
           "xgradcam": "XGrad-CAM", "layercam": "Layer-CAM", "hirescam": "HiResCAM", "eigencam": "EigenCAM"}
+CLASS_AGNOSTIC = frozenset({"eigencam"})
+"""Methods whose map does not depend on the explained class."""
+
+_GRADIENT = frozenset({"gradcam", "gradcam++", "xgradcam", "layercam", "hirescam"})
+_ONE_PASS = _GRADIENT | {"cam", "eigencam"}  # read only layer4's activations (and gradients)
 
 
 class NotApplicable(ValueError):
-    """The method is not defined for this model (CAM on a PRECODE head)."""
+    """The method is not defined for this model (CAM on a model without a linear head)."""
 
 
-def _library_class(method: str):
+# ---------------------------------------------------------------------------------------------
+# Score-CAM, batched
+
+
+@contextlib.contextmanager
+def _hooks_paused(handles):
+    """Take the given forward hooks out of their modules for the duration, then put them back."""
+    saved = []
+    for handle in handles:
+        hooks = handle.hooks_dict_ref()
+        if hooks is not None and handle.id in hooks:
+            saved.append((hooks, handle.id, hooks.pop(handle.id)))
+    try:
+        yield
+    finally:
+        for hooks, key, fn in saved:
+            hooks[key] = fn
+
+
+# mixed into pytorch_grad_cam.ScoreCAM as `FastScoreCAM` on first use, see `_derived`
+class _FastScoreCAM:
+    """pytorch-grad-cam's ScoreCAM with the same weights, batched across images and channels.
+
+    Same constructor and call as `pytorch_grad_cam.ScoreCAM`. The library forwards the masked
+    inputs image by image, through its activation hooks, with a host sync per channel batch, and
+    forwards every channel even where the mask is all zero (a constant channel, e.g. a dead one
+    after a ReLU, min-max scales to zeros). Here the masks of all images are built chunk by chunk
+    with the library's arithmetic (bilinear upsampling with align_corners=True, per-channel
+    min-max with +1e-8), every all-zero mask is scored by one forward of a zero image shared by
+    the batch, the other masked inputs are forwarded in chunks bounded by `memory`, with the hooks
+    paused, in inference mode, with channels-last inputs (2x faster forwards on this CPU's
+    oneDNN, whose channels-last crash is in backward passes only), and the scores (the target's
+    output on raw logits) stay on the device until one softmax over channels. On CUDA the masked
+    passes run in bf16 autocast (`autocast=False` keeps float32 there); elsewhere they run in
+    float32 and reproduce the library's maps within 1e-4. The model is assumed in eval mode (the
+    library puts it there), so an input's score does not depend on its batch.
+
+    Args:
+        model, target_layers, reshape_transform: as for `pytorch_grad_cam.ScoreCAM`.
+        memory: bytes of masked inputs forwarded at once (and of upsampled maps held at once);
+            None: 4 MiB on the CPU (small chunks stay in cache: 30 inputs of 112 px), 1 GiB on CUDA.
+        batch_size: optional cap on masked inputs per forward pass (the library's attribute).
+        autocast: "auto" (bf16 on CUDA, float32 elsewhere), True or False.
+        channels_last: masked inputs in channels-last memory format (the model is left as it is).
+    """
+
+    def __init__(self, model, target_layers, reshape_transform=None, *, memory: int | None = None,
+                 batch_size: int | None = None, autocast: bool | str = "auto", channels_last: bool = True):
+        super().__init__(model, target_layers, reshape_transform=reshape_transform)
+        if memory is not None and (not isinstance(memory, int) or memory < 1):
+            raise ValueError(f"memory: expected a positive number of bytes or None, found {memory!r}")
+        if autocast not in ("auto", True, False):
+            raise ValueError(f"autocast: expected 'auto', True or False, found {autocast!r}")
+        self.memory, self.autocast, self.channels_last = memory, autocast, channels_last
+        if batch_size is not None:
+            self.batch_size = batch_size
+
+    def forward(self, input_tensor, targets, eigen_smooth: bool = False):
+        with torch.no_grad():  # Score-CAM needs no backward: no graph for the first pass either
+            return super().forward(input_tensor, targets, eigen_smooth)
+
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads) -> np.ndarray:
+        """Softmax over channels of the target's score of each masked input: float32 [N, C]."""
+        device = self.device
+        x = input_tensor.to(device)
+        acts = torch.as_tensor(activations).to(device)
+        n, c = acts.shape[:2]
+        flat = acts.reshape(n * c, 1, *acts.shape[2:])
+        upsample = nn.UpsamplingBilinear2d(size=x.shape[-2:])
+        map_bytes = x.shape[-2] * x.shape[-1] * 4
+        input_bytes = x[0].numel() * 4
+        memory = self.memory or (2**30 if device.type == "cuda" else 2**22)
+        chunk = max(1, memory // input_bytes)
+        if getattr(self, "batch_size", None):
+            chunk = min(chunk, self.batch_size)
+        amp = device.type == "cuda" if self.autocast == "auto" else bool(self.autocast)
+        handles = getattr(self.activations_and_grads, "handles", [])
+        with torch.inference_mode(), _hooks_paused(handles):
+            lo = torch.empty(n * c, device=device)
+            hi = torch.empty(n * c, device=device)
+            step = max(1, memory // map_bytes)
+            for s in range(0, n * c, step):
+                up = upsample(flat[s:s + step]).flatten(1)
+                lo[s:s + step], hi[s:s + step] = up.min(1).values, up.max(1).values
+            # a mask whose upsampled map is constant is exactly zero: its input is the zero image
+            live = (hi > lo).nonzero()[:, 0]  # the one host sync: how many masks need a forward
+            image_of = torch.arange(n * c, device=device) // c
+            score = self._scorer(targets, n, device)
+            with self._autocast(device, amp):
+                zero = self.model(self._layout(torch.zeros_like(x[:1]))).float()
+            scores = score(zero.expand(n, -1), torch.arange(n, device=device))[image_of]
+            for s in range(0, len(live), chunk):
+                idx = live[s:s + chunk]
+                img = image_of[idx]
+                up = upsample(flat[idx])
+                low, high = lo[idx, None, None, None], hi[idx, None, None, None]
+                mask = (up - low) / (high - low + 1e-8)  # the library's arithmetic, bit for bit
+                with self._autocast(device, amp):
+                    logits = self.model(self._layout(x[img] * mask)).float()
+                scores[idx] = score(logits, img)
+            weights = torch.softmax(scores.view(n, c), dim=-1)
+        return weights.cpu().numpy()
+
+    @staticmethod
+    def _autocast(device: torch.device, enabled: bool):
+        if not enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @staticmethod
+    def _scorer(targets, n: int, device: torch.device):
+        """(logits [m, K], image index [m]) -> each row's score under its image's target, [m]."""
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        if len(targets) != n:
+            raise ValueError(f"targets: expected one per image ({n}), found {len(targets)}")
+        if all(type(t) is ClassifierOutputTarget for t in targets):
+            classes = torch.tensor([int(t.category) for t in targets], device=device)
+            return lambda logits, img: logits.gather(1, classes[img][:, None])[:, 0]
+
+        def general(logits, img):  # any other target: one call per row, as the library does
+            return torch.stack([targets[i](row) for row, i in zip(logits, img.tolist())]).float()
+        return general
+
+
+# ---------------------------------------------------------------------------------------------
+# EigenCAM with a fixed sign
+
+
+def _orient(projection: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Flip each map whose covariance with `reference` is negative.
+
+    Args:
+        projection, reference: float [N, h, w].
+    Returns:
+        float [N, h, w].
+    """
+    p = projection.flatten(1) - projection.flatten(1).mean(1, keepdim=True)
+    r = reference.flatten(1) - reference.flatten(1).mean(1, keepdim=True)
+    sign = torch.where((p * r).sum(1) < 0, -1.0, 1.0).to(projection.dtype)
+    return projection * sign[:, None, None]
+
+
+# mixed into pytorch_grad_cam.EigenCAM on first use, see `_derived`
+class _SignedEigenCAM:
+    """EigenCAM whose projection correlates positively with the channel-mean activation."""
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth):
+        projection = torch.from_numpy(np.asarray(super().get_cam_image(
+            input_tensor, target_layer, targets, activations, grads, eigen_smooth)))
+        mean = torch.as_tensor(np.asarray(activations)).float().mean(1)
+        return _orient(projection, mean).numpy()
+
+
+_DERIVED: dict[str, type] = {}
+
+
+def _derived() -> dict[str, type]:
+    """The library subclasses, made on first use: pytorch-grad-cam imports OpenCV and scikit-learn,
+    seconds that `import thesislib.explain` (tables, figures, the report) should not pay."""
+    if not _DERIVED:
+        import pytorch_grad_cam as pgc
+
+        for name, mixin, base in (("FastScoreCAM", _FastScoreCAM, pgc.ScoreCAM),
+                                  ("SignedEigenCAM", _SignedEigenCAM, pgc.EigenCAM)):
+            _DERIVED[name] = type(name, (mixin, base), {"__doc__": mixin.__doc__, "__module__": __name__})
+    return _DERIVED
+
+
+def __getattr__(name: str):
+    if name == "FastScoreCAM":
+        return _derived()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _library_class(method: str, fast: bool = True):
     import pytorch_grad_cam as pgc
 
-    return {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "scorecam": pgc.ScoreCAM,
+    return {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus,
+            "scorecam": _derived()["FastScoreCAM"] if fast else pgc.ScoreCAM,
             "xgradcam": pgc.XGradCAM, "layercam": pgc.LayerCAM, "hirescam": pgc.HiResCAM,
-            "eigencam": pgc.EigenCAM}[method]
+            "eigencam": _derived()["SignedEigenCAM"]}[method]
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
 
 
 def normalize_maps(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -63,61 +268,170 @@ def normalize_maps(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return torch.where(ok[:, None], out, torch.zeros_like(out)).view_as(maps)
 
 
-def _check_linear_head(model: nn.Module) -> None:
-    if getattr(model, "precode", None) is not None:
-        raise NotApplicable("cam: not applicable to a PRECODE head (CAM needs a linear classifier on the "
-                            "pooled layer4 features); use a gradient- or score-based method")
-    if not isinstance(getattr(model, "fc", None), nn.Linear) or not hasattr(model, "features"):
-        raise NotApplicable("cam: expected a model with `features(x)` (layer4 output) and a linear `fc` head")
+def duplicate_groups(maps: dict[str, torch.Tensor], atol: float = 1e-4) -> list[list[str]]:
+    """Methods whose maps agree within `atol` on every image, grouped.
+
+    Each method joins the first group whose first member's maps it matches (max |diff| <= atol),
+    so groups are compared against one representative and never chain. Only groups of two or
+    more methods are returned; within a group, and across groups by their first member, the
+    order is that of `maps`.
+
+    Args:
+        maps: method -> float [N, H, W], all of one shape.
+        atol: largest absolute difference at any pixel of any image.
+    Returns:
+        lists of method names, e.g. [["cam", "gradcam", "xgradcam", "hirescam"]].
+    """
+    groups: list[list[str]] = []
+    shape = None
+    for name, m in maps.items():
+        if m.dim() != 3:
+            raise ValueError(f"maps[{name!r}]: expected [N, H, W], found shape {tuple(m.shape)}")
+        if shape is not None and m.shape != shape:
+            raise ValueError(f"maps[{name!r}]: expected shape {tuple(shape)} like the others, found {tuple(m.shape)}")
+        shape = m.shape
+        for group in groups:
+            ref = maps[group[0]]
+            if m.numel() == 0 or (ref.float() - m.float()).abs().amax() <= atol:
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return [g for g in groups if len(g) > 1]
+
+
+def _linear_head(model: nn.Module) -> torch.Tensor:
+    """The class weights [classes, C] of a head linear in the pooled layer4 features."""
+    fc = getattr(model, "fc", None)
+    if not isinstance(fc, nn.Linear):
+        found = type(fc).__name__ if fc is not None else "none"
+        raise NotApplicable(f"cam: expected a linear `fc` head, found {found}")
+    pool = getattr(model, "avgpool", None)
+    size = getattr(pool, "output_size", None)
+    if not isinstance(pool, nn.AdaptiveAvgPool2d) or size not in (1, (1, 1)):
+        raise NotApplicable(f"cam: expected global average pooling `avgpool` (AdaptiveAvgPool2d(1)), found {pool!r}")
+    precode = getattr(model, "precode", None)
+    if precode is None:
+        return fc.weight
+    enc, dec = getattr(precode, "encoder", None), getattr(precode, "decoder", None)
+    if not (isinstance(enc, nn.Linear) and isinstance(dec, nn.Linear) and isinstance(getattr(precode, "k", None), int)):
+        raise NotApplicable("cam: expected a PRECODE head with Linear `encoder`, `decoder` and an int `k`")
+    # z = mu at evaluation, and mu is the encoder's first k outputs: the head is linear
+    return fc.weight @ dec.weight @ enc.weight[:precode.k]
+
+
+def _layer4(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """layer4's output [N, C, h, w]: `model.features` where there is one, else a forward hook."""
+    if callable(getattr(model, "features", None)):
+        return model.features(images)
+    seen = []
+    handle = model.layer4.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        model(images)
+    finally:
+        handle.remove()
+    return seen[-1]
+
+
+def _cam_from(weights: torch.Tensor, feats: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """sum_k weights[target, k] * A_k: class weights [K, C], features [N, C, h, w] -> [N, h, w]."""
+    w = weights[targets.to(weights.device)]
+    return torch.einsum("nc,nchw->nhw", w.float(), feats.float())
 
 
 @torch.no_grad()
 def cam_raw(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """CAM at layer4 resolution, before any ReLU or scaling: sum_k w[target, k] * A_k.
 
+    `w` is the fc weight, or for a PRECODE head the mean path's effective weight
+    fc.W @ decoder.W @ encoder.W[:k]; biases are left out (a per-class constant of the logit).
+
     Args:
         images: float [N, 3, H, W]; targets: int64 [N].
     Returns:
         float [N, h, w].
+    Raises:
+        NotApplicable: the head is not linear in the globally average-pooled layer4 features.
     """
-    _check_linear_head(model)
-    feats = model.features(images)
-    weights = model.fc.weight[targets.to(model.fc.weight.device)]
-    return torch.einsum("nc,nchw->nhw", weights.float(), feats.float())
+    weights = _linear_head(model)
+    return _cam_from(weights, _layer4(model, images), targets)
+
+
+def _upsample(raw: torch.Tensor, size) -> torch.Tensor:
+    """[N, h, w] -> [N, H, W], bilinear, align_corners=False (as the library's cv2.resize)."""
+    return F.interpolate(raw[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+@contextlib.contextmanager
+def _explaining(model: nn.Module):
+    """Eval mode and PRECODE's mean path for the duration; mode, sampling and `.grad` restored."""
+    was_training = model.training
+    grads = [p.grad for p in model.parameters()]
+    precode = getattr(model, "precode", None)
+    sample_eval = getattr(precode, "sample_eval", False)
+    model.eval()
+    if precode is not None:
+        precode.sample_eval = False
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        if precode is not None:
+            precode.sample_eval = sample_eval
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g
+
+
+def _check_targets(targets, n: int) -> torch.Tensor:
+    targets = torch.as_tensor(targets).flatten().long()
+    if len(targets) != n:
+        raise ValueError(f"targets: expected one per image ({n}), found {len(targets)}")
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------
+# Explainers
 
 
 class Explainer:
     """One explainer per model and method, reused across batches.
 
     Args:
-        model: a `thesislib.models.ResNet` (or any module with `layer4`, and for "cam"
-            `features` and a linear `fc`).
+        model: a `thesislib.models.ResNet` (or any module with `layer4`, and for "cam" global
+            average pooling `avgpool` and a linear `fc`).
         method: one of METHODS.
-        memory: Score-CAM's budget in bytes for the masked copies of the input it forwards at
-            once (pytorch-grad-cam builds them for a whole batch).
-        channel_batch: Score-CAM's number of masked inputs per forward pass.
+        fast: Score-CAM only: `FastScoreCAM` (default) or the library's ScoreCAM (False).
+        memory: Score-CAM's budget in bytes for the masked copies of the input held at once
+            (default: FastScoreCAM's per device, see there; 2**29 for the stock one's image chunks).
+        channel_batch: Score-CAM's cap on masked inputs per forward pass (stock default 128;
+            FastScoreCAM is bounded by `memory` unless given).
     """
 
-    def __init__(self, model: nn.Module, method: str, *, memory: int = 2**29, channel_batch: int = 128):
+    def __init__(self, model: nn.Module, method: str, *, fast: bool = True, memory: int | None = None,
+                 channel_batch: int | None = None):
         if method not in METHODS:
             raise ValueError(f"method: expected one of {', '.join(METHODS)}, found {method!r}")
         if not hasattr(model, "layer4"):
             raise TypeError(f"model: expected a ResNet with a `layer4` stage, found {type(model).__name__}")
-        self.method, self.memory = method, memory
+        self.method, self.fast = method, fast
+        self.memory = memory if memory is not None or fast else 2**29
         self._model = weakref.ref(model)
         self._cam = None
         if method == "cam":
-            _check_linear_head(model)
+            _linear_head(model)
         else:
             was_training = model.training
-            self._cam = _library_class(method)(model=model, target_layers=[model.layer4])
+            kwargs = {"memory": self.memory, "batch_size": channel_batch} if method == "scorecam" and fast else {}
+            self._cam = _library_class(method, fast)(model=model, target_layers=[model.layer4], **kwargs)
             model.train(was_training)  # the library switches the model to eval mode on creation
             self._release()
-            self._cam.batch_size = channel_batch
+            if method == "scorecam" and not fast:
+                self._cam.batch_size = channel_batch or 128
 
     def __repr__(self) -> str:
         model = self._model()
-        return f"Explainer(method={self.method!r}, model={type(model).__name__ if model else None})"
+        fast = ", fast=False" if self.method == "scorecam" and not self.fast else ""
+        return f"Explainer(method={self.method!r}, model={type(model).__name__ if model else None}{fast})"
 
     def _release(self) -> None:
         aag = self._cam.activations_and_grads
@@ -145,57 +459,65 @@ class Explainer:
         if images.dim() != 4:
             raise ValueError(f"images: expected a batch [N, 3, H, W], found shape {tuple(images.shape)}")
         model = self.model
-        device = next(model.parameters()).device
-        images = images.to(device)
-        was_training = model.training
-        grads = [p.grad for p in model.parameters()]
-        precode = getattr(model, "precode", None)
-        sample_eval = precode.sample_eval if precode is not None else False
-        model.eval()
-        if precode is not None:
-            precode.sample_eval = False
-        try:
+        images = images.to(next(model.parameters()).device)
+        with _explaining(model):
             if targets is None:
                 with torch.no_grad():
                     targets = model(images).argmax(1)
-            targets = torch.as_tensor(targets).flatten().long()
-            if len(targets) != len(images):
-                raise ValueError(f"targets: expected one per image ({len(images)}), found {len(targets)}")
+            targets = _check_targets(targets, len(images))
             if self.method == "cam":
-                raw = cam_raw(model, images, targets)
-                up = F.interpolate(raw[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-                return normalize_maps(up.cpu())
+                return normalize_maps(_upsample(cam_raw(model, images, targets), images.shape[-2:]).cpu())
             return normalize_maps(self._library(model, images, targets))
-        finally:
-            model.train(was_training)
-            if precode is not None:
-                precode.sample_eval = sample_eval
-            for p, g in zip(model.parameters(), grads):
-                p.grad = g
 
     def _library(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         chunk = len(images)
-        if self.method == "scorecam":
-            per_image = model.fc.in_features * images[0].numel() * images.element_size()  # layer4 channels
+        if self.method == "scorecam" and not self.fast:  # the library builds N x C masked inputs at once
+            per_image = model.fc.in_features * images[0].numel() * images.element_size()
             chunk = max(1, min(len(images), self.memory // max(1, per_image)))
         self._cam.model = model
+        self._cam.device = images.device
         self._cam.activations_and_grads = ActivationsAndGradients(model, [model.layer4], None)
         out = []
         try:
             for start in range(0, len(images), chunk):
                 x = images[start:start + chunk]
                 t = [ClassifierOutputTarget(int(c)) for c in targets[start:start + chunk]]
-                with contextlib.redirect_stderr(io.StringIO()):  # Score-CAM's per-image tqdm bars
+                with contextlib.redirect_stderr(io.StringIO()):  # the stock Score-CAM's per-image tqdm bars
                     out.append(torch.from_numpy(self._cam(x, targets=t)))
         finally:
             self._release()
         return torch.cat(out)
 
+    def _from_captured(self, images: torch.Tensor, targets: torch.Tensor, activations: torch.Tensor,
+                       gradients: torch.Tensor | None) -> torch.Tensor:
+        """The library's maps from layer4 activations and gradients captured elsewhere (gradient
+        methods and EigenCAM), through its own get_cam_image and post-processing."""
+        from types import SimpleNamespace
+
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        released = self._cam.activations_and_grads
+        self._cam.activations_and_grads = SimpleNamespace(
+            activations=[activations], gradients=[] if gradients is None else [gradients])
+        try:
+            t = [ClassifierOutputTarget(int(c)) for c in targets]
+            per_layer = self._cam.compute_cam_per_layer(images, t, False)
+            return normalize_maps(torch.from_numpy(self._cam.aggregate_multi_layers(per_layer)))
+        finally:
+            self._cam.activations_and_grads = released
+
 
 _EXPLAINERS: "weakref.WeakKeyDictionary[nn.Module, dict[str, Explainer]]" = weakref.WeakKeyDictionary()
+
+
+def _explainer(model: nn.Module, method: str) -> Explainer:
+    per_model = _EXPLAINERS.setdefault(model, {})
+    if method not in per_model:
+        per_model[method] = Explainer(model, method)
+    return per_model[method]
 
 
 def explain(model: nn.Module, images: torch.Tensor, method: str, *, targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -209,9 +531,92 @@ def explain(model: nn.Module, images: torch.Tensor, method: str, *, targets: tor
     Returns:
         float32 [N, H, W] on the CPU; constant maps are all zeros.
     Raises:
-        NotApplicable: "cam" on a PRECODE model.
+        NotApplicable: "cam" on a model whose head is not linear in the pooled layer4 features.
     """
-    per_model = _EXPLAINERS.setdefault(model, {})
-    if method not in per_model:
-        per_model[method] = Explainer(model, method)
-    return per_model[method](images, targets)
+    return _explainer(model, method)(images, targets)
+
+
+def explain_all(model: nn.Module, images: torch.Tensor, methods, *, targets: torch.Tensor | None = None,
+                timings: dict | None = None) -> dict[str, torch.Tensor]:
+    """Heatmaps of several methods for one batch (methods not applicable to the model are left out).
+
+    CAM, the gradient methods and EigenCAM share one forward pass, and the gradient methods one
+    backward pass to layer4 (torch.autograd.grad of the targets' summed logits, as the library's
+    loss); each method then weighs the captured activations and gradients with the library's own
+    code. The maps equal those of `explain` method by method. Score-CAM runs `FastScoreCAM`.
+
+    Args:
+        model: the classifier (its mode and gradients are left as they were).
+        images: float [N, 3, H, W], normalised.
+        methods: some of METHODS.
+        targets: int [N] classes to explain; default the predicted classes.
+        timings: if given, filled with method -> seconds this batch cost that method: the shared
+            forward (and, for gradient methods, backward) is charged in full to every method that
+            used it, so each shows what it would cost alone, plus its own weighting.
+    Returns:
+        method -> float32 [N, H, W] in [0, 1] on the CPU, in the order of `methods`.
+    """
+    methods = list(methods)
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"methods: expected some of {', '.join(METHODS)}, found {method!r}")
+    if images.dim() != 4:
+        raise ValueError(f"images: expected a batch [N, 3, H, W], found shape {tuple(images.shape)}")
+    cost: dict[str, float] = {}
+    out: dict[str, torch.Tensor] = {}
+    shared = [m for m in methods if m in _ONE_PASS]
+    head = None
+    if "cam" in shared:
+        try:
+            head = _linear_head(model)
+        except NotApplicable:
+            shared.remove("cam")
+    if shared:
+        targets = _one_pass(model, images, shared, targets, head, out, cost)
+    for method in methods:
+        if method not in _ONE_PASS:
+            t0 = time.perf_counter()
+            out[method] = explain(model, images, method, targets=targets)
+            cost[method] = time.perf_counter() - t0
+    if timings is not None:
+        timings.update(cost)
+    return {m: out[m] for m in methods if m in out}
+
+
+def _one_pass(model, images, methods, targets, head, out, cost) -> torch.Tensor:
+    """Fill `out` and `cost` for CAM, the gradient methods and EigenCAM; return the targets."""
+    explainers = {m: _explainer(model, m) for m in methods if m != "cam"}
+    images = images.to(next(model.parameters()).device)
+    needs_grad = any(m in _GRADIENT for m in methods)
+    seen = []
+    with _explaining(model):
+        handle = model.layer4.register_forward_hook(lambda module, inputs, output: seen.append(output))
+        try:
+            t0 = time.perf_counter()
+            with torch.set_grad_enabled(needs_grad):
+                # an input that requires grad keeps layer4 in the graph even with frozen parameters
+                x = images.detach().requires_grad_(needs_grad)
+                logits = model(x)
+                targets = logits.argmax(1) if targets is None else _check_targets(targets, len(images))
+                targets = targets.to(logits.device)
+                feats = seen[-1]
+                t1 = time.perf_counter()
+                grads = None
+                if needs_grad:
+                    (grads,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), feats)
+                    grads = grads.detach().cpu()
+            t2 = time.perf_counter()
+        finally:
+            handle.remove()
+        feats = feats.detach()
+        acts = feats.cpu()
+        for method in methods:
+            t3 = time.perf_counter()
+            if method == "cam":
+                with torch.no_grad():
+                    out[method] = normalize_maps(_upsample(_cam_from(head, feats, targets), images.shape[-2:]).cpu())
+            else:
+                out[method] = explainers[method]._from_captured(images, targets.cpu(), acts, grads)
+            own = time.perf_counter() - t3
+            cost[method] = (t1 - t0) + (t2 - t1 if method in _GRADIENT else 0.0) + own
+    return targets.cpu()
