@@ -61,3 +61,41 @@ def test_round_trip_and_field_groups():
     assert RunConfig.from_dict(c.to_dict()) == c
     assert c.replace(seed=3).seed == 3
     assert set(TRAINING) | set(EVALUATION) | {"data"} == set(c.to_dict())
+
+
+def test_run_and_eval_ids_are_pinned_and_carry_the_semantics_version(monkeypatch):
+    from thesislib.study import config as C
+
+    c = RunConfig(**SMALL)
+    # a change of this value means every cached run is recomputed: bump SEMANTICS on purpose only
+    assert (c.run_id("d"), c.eval_id()) == ("605dc1591f2e", "2933eafc")
+    monkeypatch.setattr(C, "SEMANTICS", C.SEMANTICS + 1)
+    assert c.run_id("d") != "605dc1591f2e" and c.eval_id() == "2933eafc"
+    monkeypatch.setattr(C, "EVAL_SEMANTICS", C.EVAL_SEMANTICS + 1)
+    assert c.eval_id() != "2933eafc"
+
+
+def test_references_are_validated_and_stored_apart_from_the_eval_id():
+    from thesislib.references import REFERENCES
+
+    c = RunConfig(**SMALL)
+    assert c.references == REFERENCES and c.scored_ids == c.methods + REFERENCES
+    assert RunConfig(**SMALL, references=[]).references == ()
+    assert RunConfig(**SMALL, references=["prior"]).eval_id() == c.eval_id()
+    with pytest.raises(ConfigError, match=r"references: expected a list .* prior"):
+        RunConfig.from_dict({**SMALL, "references": ["oracle"]})
+    with pytest.raises(ConfigError, match="distinct"):
+        RunConfig.from_dict({**SMALL, "references": ["prior", "prior"]})
+
+
+@pytest.mark.parametrize("depth, width, d", [(50, 1.0, 2048), (50, 0.125, 256), (18, 0.125, 64), (34, 0.25, 128)])
+def test_precode_dims_gives_the_pooled_dimension_and_the_scaled_k(depth, width, d):
+    from thesislib.models import create_model
+    from thesislib.study.config import precode_dims
+
+    c = RunConfig(**{**SMALL, "width": width}, depth=depth, precode_k=256)
+    assert precode_dims(c) == (d, d // 8)
+    assert precode_dims(c.replace(precode_k=None)) == (d, None)
+    if width < 1:
+        m = create_model(c.model_name, **c.model_kwargs())
+        assert (m.precode.dim, m.precode.k) == precode_dims(c)

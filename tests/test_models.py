@@ -98,3 +98,79 @@ def test_dropout_sits_before_the_classifier():
     m = create_model("resnet18", width=0.0625, stem="compact", dropout=0.5)
     names = [n for n, _ in m.named_children()]
     assert names.index("dropout") < names.index("fc") and isinstance(m.dropout, nn.Dropout)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("norm, kw", [("batch", {}), ("group", dict(groups=16))])
+def test_norm_variants_differ_from_the_baseline_only_in_their_norm_layers(depth, norm, kw):
+    torch.manual_seed(3)
+    base = create_model(f"resnet{depth}", norm="none", width=0.0625, stem="compact")
+    torch.manual_seed(3)
+    other = create_model(f"resnet{depth}", norm=norm, width=0.0625, stem="compact", **kw)
+    weights = lambda m: {n: p for n, p in m.named_parameters()  # noqa: E731
+                         if isinstance(m.get_submodule(n.rsplit(".", 1)[0]), (nn.Conv2d, nn.Linear))}
+    a, b = weights(base), weights(other)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    last = [blk.conv3 if depth == 50 else blk.conv2 for blk in other.modules() if hasattr(blk, "downsample")]
+    assert last and all(c.weight.abs().sum() == 0 for c in last)  # every residual branch starts at zero
+    norms = [m for m in other.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))]
+    assert norms and all(torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in norms)
+
+
+@pytest.mark.parametrize("norm, kw", [("none", {}), ("batch", {}), ("group", dict(groups=32))])
+def test_every_norm_variant_still_trains(norm, kw):
+    torch.manual_seed(0)
+    model = create_model("resnet18", norm=norm, width=0.0625, stem="compact", **kw).train()
+    x, y = torch.randn(16, 3, 32, 32), torch.arange(16) % 2
+    x[y == 1, 0] += 2.0  # a learnable difference between the classes
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(12):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("depth, d_full", [(18, 512), (50, 2048)])
+@pytest.mark.parametrize("width", [1.0, 0.25, 0.125])
+@pytest.mark.parametrize("k", [128, 256, 512])
+def test_precode_k_keeps_the_thesis_ratio_to_the_pooled_dimension(depth, d_full, width, k):
+    from thesislib.models import pooled_dim, scaled_precode_k
+
+    d = pooled_dim(depth, width)
+    assert d == round(d_full * width)
+    assert scaled_precode_k(k, d) / d == pytest.approx(k / 2048)  # exact for these widths
+    m = create_model(f"resnet{depth}", width=width, stem="compact", precode_k=k)
+    assert (m.precode.dim, m.precode.k) == (d, scaled_precode_k(k, d)) == (m.fc.in_features, m.precode.encoder.out_features // 2)
+    assert "dim=" in repr(m.precode)
+
+
+def test_precode_k_is_the_thesis_k_at_full_width_and_never_zero():
+    from thesislib.models import scaled_precode_k
+
+    assert create_model("resnet50", width=1.0, stem="imagenet", precode_k=256).precode.k == 256
+    assert scaled_precode_k(1, 32) == 1
+    with pytest.raises(ValueError, match="precode_k"):
+        scaled_precode_k(0, 32)
+
+
+@pytest.mark.parametrize("depth, width, stem, size, ok", [
+    (18, 0.125, "compact", 112, False),  # layer2's downsample: 8 channels at 56 px
+    (34, 0.125, "compact", 112, False),
+    (18, 0.125, "compact", 64, True),    # 8 channels at 32 px
+    (50, 0.125, "compact", 112, True),   # bottleneck: 32 channels into the downsample
+    (18, 0.25, "compact", 112, True),    # 16 channels
+    (18, 0.0625, "compact", 64, False),  # 4 channels at 32 px
+    (50, 0.0625, "compact", 64, True),   # 16 channels
+])
+def test_channels_last_is_refused_on_the_cpu_where_onednn_crashes(depth, width, stem, size, ok):
+    from thesislib.models import channels_last_ok
+
+    model = create_model(f"resnet{depth}", width=width, stem=stem).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert channels_last_ok(model, size, "cpu") is ok
+    assert channels_last_ok(model, size, "cuda") is True  # the check needs no GPU
+    assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

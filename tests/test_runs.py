@@ -12,7 +12,8 @@ from thesislib.study.config import RunConfig
 @pytest.fixture
 def cfg(synth_root):
     return RunConfig(data=str(synth_root), input_size=64, stem="compact", width=0.0625, depth=18, epochs=2,
-                     batch_size=32, eval_images=6, methods=["cam", "gradcam"], track_every=1, track_images=6)
+                     batch_size=32, eval_images=6, methods=["cam", "gradcam"], references=["prior", "ceiling"],
+                     track_every=1, track_images=6)
 
 
 def test_a_run_stores_everything_and_is_computed_once(cfg, tmp_path, monkeypatch):
@@ -26,9 +27,17 @@ def test_a_run_stores_everything_and_is_computed_once(cfg, tmp_path, monkeypatch
     assert json.loads((d / "config.json").read_text())["config"] == cfg.to_dict()
     hist = run.history()
     assert list(hist["epoch"]) == [1, 2] and hist["track_iou_area"].notna().all()
-    assert set(run.images()["method"]) == {"cam", "gradcam"}
+    assert set(run.images()["method"]) == {"cam", "gradcam", "prior", "ceiling"}
     summary = pd.read_csv(run.eval_dir / "summary.csv")
-    assert set(summary["method"]) == {"cam", "gradcam"} and "iou_area" in summary
+    assert set(summary["method"]) == {"cam", "gradcam", "prior", "ceiling"} and "iou_area" in summary
+    assert {p.stem for p in run.eval_dir.glob("*.csv")} == {"cam", "gradcam", "prior", "ceiling", "summary"}
+    done = run.summary()
+    assert {"majority_rate", "learned", "learned_margin", "val_pred_counts"} <= set(done)
+    assert isinstance(done["learned"], bool) and sum(done["val_pred_counts"]) == len(run.split().val)
+    from thesislib.metrics import registered
+    tracked = {f"track_{m.name}" for kind in ("localisation", "faithfulness") for m in registered(kind)} \
+        - {"track_deletion_auc", "track_insertion_auc"}
+    assert tracked <= set(hist) and {"val_roc_auc", "val_f1", "val_ce", "val_loss_sampled"} <= set(hist)
     assert isinstance(run.load_model(), torch.nn.Module)
 
     def boom(*a, **k):
@@ -44,7 +53,16 @@ def test_new_methods_are_added_without_retraining(cfg, tmp_path, monkeypatch):
     monkeypatch.setattr("thesislib.train.train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     [run] = study.run_all([cfg.replace(methods=["cam", "gradcam", "scorecam"])], runs_dir=tmp_path,
                           executor=study.InlineExecutor(), progress=False)
-    assert set(run.images()["method"]) == {"cam", "gradcam", "scorecam"}
+    assert set(run.images()["method"]) == {"cam", "gradcam", "scorecam", "prior", "ceiling"}
+    calls = []
+    import thesislib.evaluation as E
+    real = E.evaluate
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: calls.append((a[2], k["references"])) or real(*a, **k))
+    [run] = study.run_all([cfg.replace(methods=["cam", "layercam", "xgradcam"],
+                                       references=["prior", "ceiling", "sobel", "gaussian"])],
+                          runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
+    assert calls == [(["layercam", "xgradcam"], ["sobel", "gaussian"])]  # what is missing, in one call
+    assert not run.missing_methods() and run.complete
 
 
 def test_a_failing_run_is_reported_and_the_others_kept(cfg, tmp_path):
@@ -89,3 +107,24 @@ def test_process_pool_gives_the_same_numbers_as_in_process(cfg, tmp_path):
     cols = ["train_loss", "val_loss", "val_acc", "track_iou_area"]
     pd.testing.assert_frame_equal(a.history()[cols], b.history()[cols])
     pd.testing.assert_frame_equal(a.images().drop(columns="seconds"), b.images().drop(columns="seconds"))
+
+
+def test_results_and_images_carry_whether_the_run_learned(cfg, tmp_path):
+    table = study.grid(cfg.to_dict(), {"depth": [{}]}, [0], runs=str(tmp_path))
+    res = study.run(table, executor=study.InlineExecutor(), progress=False)
+    [run] = study.plan(table["config"], tmp_path)
+    learned = run.summary()["learned"]
+    assert (res["learned"] == learned).all() and list(res.columns[:5]) == ["family", "setting", "seed", "run_id", "learned"]
+    assert {"kind", "same_as", "class_agnostic"} & set(res.columns) == {"kind", "same_as", "class_agnostic"} & set(
+        pd.read_csv(run.eval_dir / "summary.csv").columns)  # summarize's columns are kept
+    imgs = study.images(table)
+    assert (imgs["learned"] == learned).all()
+
+
+def test_load_model_uses_the_training_memory_format(cfg, tmp_path):
+    [run] = study.run_all([cfg], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
+    m = run.load_model()  # width 1/16: a 4-channel 1x1 stride-2 conv, unsafe in channels-last on the CPU
+    assert m.conv1.weight.is_contiguous()
+    wide = cfg.replace(width=0.25)
+    [run] = study.run_all([wide], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
+    assert run.load_model().conv1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -26,7 +26,9 @@ def test_same_seed_same_history(split):
 def test_history_has_the_promised_columns(split):
     h = train(_fresh(), split.train, split.val, epochs=1, batch_size=32, progress=False,
               on_epoch=lambda e, m: {"extra": e})
-    assert set(h[0]) >= {"epoch", "train_loss", "train_ce", "train_acc", "val_loss", "val_acc", "seconds", "extra"}
+    assert set(h[0]) >= {"epoch", "train_loss", "train_ce", "train_acc", "val_loss", "val_ce", "val_loss_sampled",
+                         "val_acc", "seconds", "extra"}
+    assert h[0]["val_loss"] == h[0]["val_ce"] == h[0]["val_loss_sampled"]  # no PRECODE: one path, no KL
 
 
 def test_keeps_the_lowest_validation_loss_weights(split, tmp_path):
@@ -72,3 +74,83 @@ def test_penalty_and_kl_enter_the_loss(split):
     assert base[0]["train_loss"] == pytest.approx(base[0]["train_ce"])
     pc = train(_fresh(precode_k=8, precode_beta=1.0), split.train, split.val, epochs=1, batch_size=32, progress=False)
     assert pc[0]["train_loss"] > pc[0]["train_ce"]
+
+
+def test_precode_validation_loss_adds_beta_kl_on_the_mean_path(split, tmp_path):
+    from thesislib.train import predict, validate
+
+    m = _fresh(precode_k=512, precode_beta=0.5)  # width 1/16: d = 32, k = 8
+    h = train(m, split.train, split.val, epochs=2, batch_size=16, checkpoint_dir=tmp_path, progress=False)
+    for row in h:
+        assert row["val_loss"] > row["val_ce"] and row["val_loss_sampled"] != row["val_loss"]
+    # an independent reference: the whole split in one pass, z = mu, KL of the same pass
+    logits, labels = predict(m, split.val)
+    x, _, _ = split.val.batch()
+    with torch.no_grad():
+        m(x)
+    ref = nn.functional.cross_entropy(logits, labels).item() + 0.5 * m.precode.kl.item()
+    best = min(h, key=lambda r: r["val_loss"])
+    assert best["val_loss"] == pytest.approx(ref, rel=1e-4)  # the checkpoint is chosen on it
+    state = torch.get_rng_state()
+    again = validate(m, split.val, seed=0)
+    assert torch.equal(state, torch.get_rng_state())  # sampling leaves the training's RNG alone
+    assert again == validate(m, split.val, seed=0) and again["val_loss_sampled"] != validate(m, split.val, seed=1)["val_loss_sampled"]
+
+
+def test_bf16_autocast_trains_on_the_cpu_with_finite_losses(split):
+    import math
+
+    h = train(_fresh(precode_k=256), split.train, split.val, epochs=2, batch_size=16, amp="bf16", device="cpu",
+              progress=False)
+    assert all(math.isfinite(r[k]) for r in h for k in ("train_loss", "train_ce", "val_loss", "val_loss_sampled"))
+    off = train(_fresh(precode_k=256), split.train, split.val, epochs=2, batch_size=16, amp="off", progress=False)
+    assert h[0]["train_loss"] != off[0]["train_loss"]  # autocast really ran
+    assert h[0]["train_loss"] == pytest.approx(off[0]["train_loss"], rel=0.05)
+    with pytest.raises(ValueError, match="amp: expected one of bf16, off"):
+        train(_fresh(), split.train, split.val, epochs=1, batch_size=16, amp="fp8", progress=False)
+
+
+def test_compile_wraps_the_forward_and_checkpoints_hold_the_plain_module(split, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_compile(model, **kw):  # torch.compile needs a C++ toolchain on the CPU: check the wiring only
+        calls.append(model)
+        return model
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    m = _fresh()
+    train(m, split.train, split.val, epochs=1, batch_size=32, compile=True, checkpoint_dir=tmp_path, progress=False)
+    assert calls == [m]
+    assert set(torch.load(tmp_path / "best.pt", weights_only=True)) == set(m.state_dict())
+
+
+def test_training_uses_channels_last_only_where_it_is_safe(split, monkeypatch):
+    import thesislib.train as T
+
+    seen = []
+    monkeypatch.setattr(T, "channels_last_ok", lambda model, size, device: seen.append((size, str(device))) or False)
+    m = _fresh()
+    train(m, split.train, split.val, epochs=1, batch_size=32, device="cpu", progress=False)
+    assert seen == [(64, "cpu")] and m.conv1.weight.is_contiguous()
+    monkeypatch.undo()
+    seed_everything(0)
+    m = create_model("resnet18", width=0.25, stem="compact")  # 16 channels: channels-last is safe here
+    train(m, split.train, split.val, epochs=1, batch_size=32, device="cpu", progress=False)
+    assert m.conv1.weight.is_contiguous(memory_format=torch.channels_last) and not m.conv1.weight.is_contiguous()
+
+
+def test_learning_check_flags_majority_class_runs():
+    from thesislib.train import learning_check
+
+    labels = torch.tensor([0] * 64 + [1] * 36)
+    stuck = learning_check(torch.zeros(100, dtype=torch.int64), labels)
+    assert stuck["majority_rate"] == 0.64 and stuck["accuracy"] == 0.64 and not stuck["learned"]
+    assert stuck["pred_counts"] == [100, 0]
+    assert stuck["margin"] == pytest.approx(2 * (0.64 * 0.36 / 100) ** 0.5)  # 2 binomial SEs = 0.096
+    barely = labels.clone()
+    barely[64:64 + 28] = 0  # 72 % accuracy: above the majority, inside two standard errors
+    assert not learning_check(barely, labels)["learned"]
+    good = labels.clone()
+    good[64:64 + 10] = 0  # 90 %
+    assert learning_check(good, labels)["learned"]
+    with pytest.raises(ValueError, match="pred, labels"):
+        learning_check(good[:5], labels)

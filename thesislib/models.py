@@ -8,7 +8,9 @@ network trained from scratch:
 - dropout: on the pooled features, before the classifier.
 - PRECODE (Scheliga et al. 2022): a variational bottleneck between the pooled features and the
   classifier; its KL term (bits, batch mean) is exposed for the loss, and at evaluation it uses
-  the mean path (sampling optional).
+  the mean path (sampling optional). `precode_k` is the thesis's nominal k "of 2048" pooled
+  features; the bottleneck gets k = max(1, round(precode_k * d / 2048)) for the model's pooled
+  dimension d, so that k/d keeps the thesis's ratio at any width and depth (`scaled_precode_k`).
 - width: multiplier of every stage's channel count; stem: "imagenet" (7x7/2 conv + max-pool,
   torchvision's), "compact" (3x3/2 conv) or "cifar" (3x3/1 conv), so that small CPU inputs keep
   a CAM grid of at least 4x4 at layer4.
@@ -27,11 +29,13 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
 __all__ = ["ResNet", "Precode", "create_model", "list_models", "register_model", "cam_grid",
-           "NORMS", "STEMS"]
+           "pooled_dim", "scaled_precode_k", "channels_last_ok", "NORMS", "STEMS", "THESIS_POOLED_DIM"]
 
 NORMS = ("none", "batch", "group")
 STEMS = ("imagenet", "compact", "cifar")
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+THESIS_POOLED_DIM = 2048  # ResNet-50 at width 1: the d that the thesis's k = 128 / 256 / 512 refer to
+_BLOCKS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3])}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -62,7 +66,9 @@ class Precode(nn.Module):
 
     def __init__(self, dim: int, k: int, beta: float, sample_eval: bool = False):
         super().__init__()
-        self.k, self.beta, self.sample_eval = k, beta, sample_eval
+        if k < 1 or dim < 1:
+            raise ValueError(f"Precode: expected dim >= 1 and k >= 1, found dim={dim!r}, k={k!r}")
+        self.dim, self.k, self.beta, self.sample_eval = dim, k, beta, sample_eval
         self.encoder = nn.Linear(dim, 2 * k)
         self.decoder = nn.Linear(k, dim)
         self.kl: torch.Tensor | None = None
@@ -76,7 +82,7 @@ class Precode(nn.Module):
         return self.decoder(z)
 
     def extra_repr(self) -> str:
-        return f"k={self.k}, beta={self.beta}, sample_eval={self.sample_eval}"
+        return f"dim={self.dim}, k={self.k}, beta={self.beta}, sample_eval={self.sample_eval}"
 
 
 def _norm_factory(norm: str, groups: int, width: float) -> Callable[[int], nn.Module]:
@@ -116,17 +122,84 @@ def cam_grid(stem: str, size: int) -> int:
     return s
 
 
+def pooled_dim(depth: int, width: float = 1.0) -> int:
+    """d: the number of pooled layer4 features (the classifier's input) of resnet`depth` at `width`."""
+    if depth not in _BLOCKS:
+        raise ValueError(f"depth: expected one of {', '.join(map(str, _BLOCKS))}, found {depth!r}")
+    return max(1, round(64 * width * 8)) * _BLOCKS[depth][0].expansion
+
+
+def scaled_precode_k(k: int, dim: int) -> int:
+    """PRECODE's nominal k (of THESIS_POOLED_DIM = 2048 pooled features) scaled to a pooled dimension d.
+
+    k_eff = max(1, round(k * d / 2048)), so k_eff / d keeps the thesis's k / 2048 (1/16, 1/8, 1/4
+    for k = 128, 256, 512); at d = 2048 (ResNet-50, width 1) k_eff = k.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"precode_k: expected an integer >= 1, found {k!r}")
+    return max(1, round(k * dim / THESIS_POOLED_DIM))
+
+
+# oneDNN (torch 2.14 on x86 CPUs) kills the process (SIGSEGV or SIGABRT) in the backward pass of a
+# channels-last 1x1 stride-2 convolution with few input channels. Measured here, one process per
+# case: 1, 2 and 4 channels crash at sizes from 8 to 64 px (a lone conv; in a width-1/16 ResNet-18
+# at 64 px, 4 channels at 32 px); 8 channels crash at 56 px inside a width-1/8 ResNet-18 at 112 px.
+_ONEDNN_ALWAYS_BAD, _ONEDNN_BAD_CHANNELS, _ONEDNN_BAD_SIZE = 4, 8, 56
+
+
+def channels_last_ok(model: nn.Module, input_size: int, device: torch.device | str) -> bool:
+    """Whether training `model` on `input_size` px inputs in channels-last format is safe on `device`.
+
+    On CUDA always True. On the CPU False if any 1x1 stride-2 convolution has <= 4 input channels,
+    or <= 8 input channels and an input of >= 56 px: oneDNN crashes in its backward pass in
+    channels-last (e.g. layer2's downsample of a width-1/8 ResNet-18/34 at 112 px with the compact
+    stem, or of any width-1/16 ResNet-18/34). The sizes come from one forward pass of a zero image
+    through the model's features (hooks only; no state changes).
+    """
+    if torch.device(device).type != "cpu":
+        return True
+    risky = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)
+             and m.stride == (2, 2) and m.in_channels <= _ONEDNN_BAD_CHANNELS]
+    if any(m.in_channels <= _ONEDNN_ALWAYS_BAD for m in risky):
+        return False
+    if not risky:
+        return True
+    seen: list[int] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append(max(args[0].shape[-2:]))) for m in risky]
+    param = next(model.parameters())
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            # features only: a PRECODE head that samples at evaluation would draw random numbers
+            getattr(model.eval(), "features", model)(
+                torch.zeros(1, 3, input_size, input_size, device=param.device, dtype=param.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return max(seen, default=0) < _ONEDNN_BAD_SIZE
+
+
 class ResNet(nn.Module):
     """ResNet with selectable normalisation, width, stem, dropout and PRECODE head.
 
     Attributes used by the explainers: `layer4` (target layer), `fc` (linear classifier),
-    `features(x)` (layer4 output), `head(f)` (layer4 output -> logits), `precode` (or None).
+    `features(x)` (layer4 output), `head(f)` (layer4 output -> logits), `precode` (or None; its
+    `dim` is the pooled dimension d and its `k` the scaled bottleneck size, see `scaled_precode_k`).
+
+    Initialisation, the same for every norm: convolutions Kaiming-normal (fan out), norm layers
+    weight 1 and bias 0, and the LAST convolution of every residual branch (BasicBlock.conv2,
+    Bottleneck.conv3) zero, so each block starts as the identity. The normalisation-free
+    baseline needs this to train at all (Fixup, Zhang et al. 2019; SkipInit, De & Smith 2020:
+    otherwise every branch adds its variance to the trunk and the logits of a deep net explode);
+    it is applied to the BatchNorm and GroupNorm variants too, so that for the same seed a norm
+    comparison changes the norm layers only (every conv and linear weight is equal).
     """
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: list[int], *, num_classes: int = 2,
                  norm: str = "none", groups: int = 32, width: float = 1.0, stem: str = "imagenet",
                  dropout: float = 0.0, precode_k: int | None = None, precode_beta: float = 1e-3,
-                 precode_sample: bool = False, zero_init_residual: bool | None = None):
+                 precode_sample: bool = False, zero_init_residual: bool = True):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width: expected a positive multiplier, found {width!r}")
@@ -154,7 +227,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         dim = planes[3] * block.expansion
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.precode = Precode(dim, precode_k, precode_beta, precode_sample) if precode_k else None
+        self.precode = Precode(dim, scaled_precode_k(precode_k, dim), precode_beta, precode_sample) if precode_k else None
         self.fc = nn.Linear(dim, num_classes)
 
         for m in self.modules():  # torchvision's initialisation
@@ -163,18 +236,12 @@ class ResNet(nn.Module):
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-        # Without normalisation, every residual branch adds its variance to the trunk and the
-        # logits of a deep net explode at initialisation; starting each branch at zero (Fixup,
-        # SkipInit) keeps the network trainable. With a norm layer this is torchvision's option.
-        if zero_init_residual is None:
-            zero_init_residual = norm == "none"
+        # Zero the last conv of each branch (not its norm layer, torchvision's option) for every
+        # norm: the baseline needs it to train, and a norm comparison must not change the init.
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):
-                    last_norm = m.bn3 if isinstance(m, Bottleneck) else m.bn2
-                    last_conv = m.conv3 if isinstance(m, Bottleneck) else m.conv2
-                    target = last_norm if isinstance(last_norm, (nn.BatchNorm2d, nn.GroupNorm)) else last_conv
-                    nn.init.zeros_(target.weight)
+                    nn.init.zeros_(m.conv3.weight if isinstance(m, Bottleneck) else m.conv2.weight)
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
@@ -210,14 +277,14 @@ class ResNet(nn.Module):
 
 @register_model
 def resnet18(**kwargs) -> ResNet:
-    return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
+    return ResNet(*_BLOCKS[18], **kwargs)
 
 
 @register_model
 def resnet34(**kwargs) -> ResNet:
-    return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
+    return ResNet(*_BLOCKS[34], **kwargs)
 
 
 @register_model
 def resnet50(**kwargs) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
+    return ResNet(*_BLOCKS[50], **kwargs)

@@ -1,10 +1,15 @@
 """Training: Adam, cross-entropy plus an L1/L2 penalty plus PRECODE's KL, best-val-loss checkpoint.
 
-Same seed on the CPU gives the same history: python, numpy and torch are seeded, the loader
-draws its order from its own seeded generator, and a resumed run restores both random states.
-With a checkpoint folder, `last.pt` (model, optimiser, history, random states) is written
-atomically after every epoch and `best.pt` whenever the validation loss improves; a call on a
-folder that holds `last.pt` resumes where it stopped.
+Same seed on the CPU gives the same history: python, numpy and torch are seeded, the batches
+draw their order and augmentation from their own seeded generator, and a resumed run restores
+both random states. With a checkpoint folder, `last.pt` (model, optimiser, history, random
+states) is written atomically after every epoch and `best.pt` whenever the validation loss
+improves; a call on a folder that holds `last.pt` resumes where it stopped.
+
+One code path for every device: the training split's uint8 images live on the device and are
+augmented a whole batch at a time there (`LagDataset.batches`); on CUDA the forward pass and
+loss run under bf16 autocast, in channels-last format, optionally through torch.compile. On
+the CPU channels-last is used only where `thesislib.models.channels_last_ok` says it is safe.
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ from torch import nn
 
 from thesislib.atomic import atomic_save
 from thesislib.data import LagDataset
+from thesislib.models import channels_last_ok
 
-__all__ = ["seed_everything", "weight_penalty", "train", "default_device", "predict", "PENALTIES"]
+__all__ = ["seed_everything", "weight_penalty", "train", "default_device", "predict", "validate",
+           "learning_check", "memory_format", "PENALTIES", "AMP", "LEARNED_SE"]
 
 PENALTIES = ("none", "l1", "l2")
+AMP = ("bf16", "off")  # autocast modes of `train`; None picks bf16 on CUDA, off on the CPU
+LEARNED_SE = 2.0  # a run has learned if its accuracy beats the majority rate by this many binomial SEs
 
 
 def seed_everything(seed: int) -> None:
@@ -48,6 +57,12 @@ def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
     raise ValueError(f"penalty: expected one of {', '.join(PENALTIES)}, found {kind!r}")
 
 
+def memory_format(model: nn.Module, input_size: int, device: torch.device | str) -> torch.memory_format:
+    """channels_last where it is safe (`channels_last_ok`; faster for narrow ResNets on oneDNN and
+    with CUDA's tensor cores), else contiguous."""
+    return torch.channels_last if channels_last_ok(model, input_size, device) else torch.contiguous_format
+
+
 @torch.no_grad()
 def predict(model: nn.Module, dataset: LagDataset, batch_size: int = 256, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits [N, classes] and labels [N] of a split, in eval mode, without augmentation."""
@@ -60,6 +75,71 @@ def predict(model: nn.Module, dataset: LagDataset, batch_size: int = 256, device
         logits.append(model(x.to(device)).float().cpu())
     model.train(was_training)
     return torch.cat(logits), dataset.labels
+
+
+def learning_check(pred: torch.Tensor, labels: torch.Tensor, classes: int = 2) -> dict:
+    """Did a classifier learn anything beyond the majority class?
+
+    Args:
+        pred: predicted classes, int64 [N]; labels: true classes, int64 [N].
+        classes: number of classes.
+
+    Returns:
+        majority_rate (the most frequent label's share), accuracy, margin (LEARNED_SE binomial
+        standard errors of the majority rate, sqrt(m (1 - m) / N)), pred_counts (list: predictions
+        per class), learned: accuracy > majority_rate + margin and more than one class predicted.
+    """
+    if pred.shape != labels.shape or pred.dim() != 1 or not len(labels):
+        raise ValueError(f"pred, labels: expected two non-empty [N] tensors, found shapes "
+                         f"{tuple(pred.shape)} and {tuple(labels.shape)}")
+    n = len(labels)
+    majority = torch.bincount(labels.cpu(), minlength=classes).max().item() / n
+    accuracy = (pred.cpu() == labels.cpu()).sum().item() / n
+    margin = LEARNED_SE * (majority * (1 - majority) / n) ** 0.5
+    counts = torch.bincount(pred.cpu(), minlength=classes).tolist()
+    learned = accuracy > majority + margin and sum(c > 0 for c in counts) > 1
+    return dict(majority_rate=majority, accuracy=accuracy, margin=margin, learned=bool(learned), pred_counts=counts)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, data: LagDataset, *, seed: int = 0, device: torch.device | str | None = None,
+             memory_format: torch.memory_format = torch.contiguous_format, batch_size: int = 256) -> dict:
+    """The validation losses that pick the checkpoint, in eval mode, in float32.
+
+    val_ce: cross-entropy on the mean path (z = mu for PRECODE); val_loss: val_ce + beta * KL (as
+    the official PRECODE code's test loss; = val_ce without PRECODE); val_loss_sampled: the same
+    with z sampled as in training (noise from `seed` in a forked RNG, so deterministic and leaving
+    the training's random state alone; = val_loss without PRECODE); val_acc on the mean path.
+    KL and cross-entropy are means over the split.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    pre = getattr(model, "precode", None)
+    gen = torch.Generator()  # unused: an evaluation split is not augmented
+    n, ce, ce_sampled, kl, correct = len(data), 0.0, 0.0, 0.0, 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for x, y in data.batches(batch_size, generator=gen, device=device, shuffle=False):
+            x = x.contiguous(memory_format=memory_format)
+            if pre is None:
+                logits = model(x).float()
+            else:
+                f = model.features(x)
+                sample_eval, pre.sample_eval = pre.sample_eval, False
+                logits = model.head(f).float()
+                kl += pre.kl.item() * len(y)
+                pre.sample_eval = True
+                ce_sampled += F.cross_entropy(model.head(f).float(), y, reduction="sum").item()
+                pre.sample_eval = sample_eval
+            ce += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+    model.train(was_training)
+    val_ce = ce / n
+    penalty = pre.beta * kl / n if pre is not None else 0.0
+    val_loss = val_ce + penalty
+    return dict(val_loss=val_loss, val_ce=val_ce, val_acc=correct / n,
+                val_loss_sampled=ce_sampled / n + penalty if pre is not None else val_loss)
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -80,7 +160,7 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
           lr: float = 1e-3, penalty: str = "none", penalty_lambda: float = 0.0, seed: int = 0,
           device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
           on_epoch: Callable[[int, nn.Module], dict] | None = None, progress: bool = True,
-          workers: int = 0) -> list[dict]:
+          amp: str | None = None, compile: bool = False) -> list[dict]:
     """Train `model` in place and leave it holding the lowest-validation-loss weights.
 
     Args:
@@ -89,29 +169,37 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
         train_set, val_set: the splits; `train_set` augments.
         epochs, batch_size, lr: Adam's schedule.
         penalty, penalty_lambda: "none" | "l1" | "l2" and its weight, added to the loss.
-        seed: seeds the loader's order and the random augmentations, dropout and PRECODE noise.
+        seed: seeds the batch order and the random augmentations, dropout and PRECODE noise.
         device: default CUDA when present, else CPU.
         checkpoint_dir: where `last.pt` and `best.pt` go; resumes from `last.pt` if present.
         on_epoch: called as on_epoch(epoch, model) after each epoch (model in eval mode, holding
             that epoch's weights); the dict it returns is merged into the epoch's history row.
         progress: show a tqdm bar over epochs.
-        workers: DataLoader worker processes.
+        amp: "bf16" (torch.autocast around forward and loss), "off", or None: bf16 on CUDA, off
+            on the CPU. The weights and the optimiser stay float32.
+        compile: run the training forward pass through torch.compile (the checkpoints hold the
+            plain module's weights).
 
     Returns:
-        History: one dict per epoch with epoch, train_loss (total objective), train_ce,
-        train_acc, val_loss (cross-entropy), val_acc, seconds, and what `on_epoch` added.
+        History: one dict per epoch with epoch, train_loss (the objective: CE + penalty + beta*KL
+        on sampled z), train_ce, train_acc, val_loss (the checkpoint criterion, see `validate`),
+        val_ce, val_loss_sampled, val_acc, seconds, and what `on_epoch` added.
     """
     if penalty not in PENALTIES:
         raise ValueError(f"penalty: expected one of {', '.join(PENALTIES)}, found {penalty!r}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size: expected positive integers, found {epochs!r} and {batch_size!r}")
+    if amp is not None and amp not in AMP:
+        raise ValueError(f"amp: expected one of {', '.join(AMP)} or None, found {amp!r}")
     device = torch.device(device) if device is not None else default_device()
-    # channels-last convolutions run up to 3x faster for the narrow CPU-scale ResNets (oneDNN)
-    model.to(device, memory_format=torch.channels_last)
+    if amp is None:
+        amp = "bf16" if device.type == "cuda" else "off"
+    fmt = memory_format(model, train_set.arrays.images.shape[-1], device)
+    model.to(device, memory_format=fmt)
+    forward = torch.compile(model) if compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loader = train_set.loader(batch_size, shuffle=True, seed=seed, workers=workers)
-    gen = loader.generator
-    torch.manual_seed(seed + 1)  # augmentation, dropout and PRECODE noise: seeded apart from the init
+    gen = torch.Generator().manual_seed(seed)  # batch order and augmentation
+    torch.manual_seed(seed + 1)  # dropout and PRECODE noise: seeded apart from the init
     history: list[dict] = []
     best_loss, start, best_state = float("inf"), 0, None
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -130,30 +218,32 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
-        total = ce_sum = correct = seen = 0.0
-        for x, y, _ in loader:
-            x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
-            y = y.to(device, non_blocking=True)
-            logits = model(x)
-            ce = F.cross_entropy(logits, y)
-            loss = ce
-            if penalty != "none" and penalty_lambda:
-                loss = loss + penalty_lambda * weight_penalty(model, penalty)
-            if hasattr(model, "precode_loss"):
-                loss = loss + model.precode_loss()
+        # running sums stay on the device: one host sync per epoch, not per step
+        total = torch.zeros((), device=device)
+        ce_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        seen = 0
+        for x, y in train_set.batches(batch_size, generator=gen, device=device):
+            x = x.contiguous(memory_format=fmt)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+                logits = forward(x)
+                ce = F.cross_entropy(logits.float(), y)
+                loss = ce
+                if penalty != "none" and penalty_lambda:
+                    loss = loss + penalty_lambda * weight_penalty(model, penalty)
+                if hasattr(model, "precode_loss"):
+                    loss = loss + model.precode_loss()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             n = len(y)
-            total += loss.item() * n
-            ce_sum += ce.item() * n
-            correct += (logits.argmax(1) == y).sum().item()
+            total += loss.detach().float() * n
+            ce_sum += ce.detach().float() * n
+            correct += (logits.detach().argmax(1) == y).sum()
             seen += n
-        model.eval()
-        val_logits, val_labels = predict(model, val_set, device=device)
-        row = dict(epoch=epoch + 1, train_loss=total / seen, train_ce=ce_sum / seen, train_acc=correct / seen,
-                   val_loss=F.cross_entropy(val_logits, val_labels).item(),
-                   val_acc=(val_logits.argmax(1) == val_labels).float().mean().item())
+        row = dict(epoch=epoch + 1, train_loss=total.item() / seen, train_ce=ce_sum.item() / seen,
+                   train_acc=correct.item() / seen)
+        row.update(validate(model, val_set, seed=seed, device=device, memory_format=fmt))
         if on_epoch is not None:
             row.update(on_epoch(epoch + 1, model))
         row["seconds"] = time.perf_counter() - t0

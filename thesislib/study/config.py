@@ -17,10 +17,20 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from thesislib.explain import METHODS
-from thesislib.models import NORMS, STEMS, cam_grid
+from thesislib.models import NORMS, STEMS, cam_grid, pooled_dim, scaled_precode_k
+from thesislib.references import REFERENCES
 from thesislib.train import PENALTIES
 
-__all__ = ["RunConfig", "ConfigError", "TRAINING", "EVALUATION"]
+__all__ = ["RunConfig", "ConfigError", "TRAINING", "EVALUATION", "SEMANTICS", "EVAL_SEMANTICS", "precode_dims"]
+
+# Bump SEMANTICS whenever what a stored run means changes (initialisation, model, loss, checkpoint
+# choice, what done.json/history.csv hold), and EVAL_SEMANTICS whenever what a stored evaluation
+# means changes (metrics, explainers, references): both are hashed into run_id / eval_id, so runs
+# cached by older code are never read as if the new code had made them.
+# 2: same init for every norm, PRECODE k scaled with d, PRECODE val loss with beta*KL,
+#    done.json's `learned`, reference maps scored with the explainers.
+SEMANTICS = 2
+EVAL_SEMANTICS = 2
 
 
 class ConfigError(ValueError):
@@ -58,6 +68,7 @@ class RunConfig:
     track_images: int | None = 64
     # evaluation
     methods: tuple[str, ...] = ("cam", "gradcam", "gradcam++", "scorecam")
+    references: tuple[str, ...] = REFERENCES  # reference maps scored like explainers; () for none
     eval_split: str = "test"
     target: str = "predicted"
     eval_images: int | None = None
@@ -112,16 +123,23 @@ class RunConfig:
         return out
 
     def evaluation_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k in EVALUATION and k != "methods"}
+        """The evaluation settings that the stored numbers depend on (methods and references excluded)."""
+        return {k: v for k, v in self.to_dict().items() if k in EVALUATION and k not in ("methods", "references")}
 
     def run_id(self, data_fingerprint: str) -> str:
-        """Hash of the training fields, with the data identified by its content, not its path."""
-        key = {**self.training_dict(), "data": data_fingerprint}
+        """Hash of the training fields and SEMANTICS, with the data identified by its content, not its path."""
+        key = {**self.training_dict(), "data": data_fingerprint, "semantics": SEMANTICS}
         return _digest(key)
 
     def eval_id(self) -> str:
-        """Hash of the evaluation settings (methods excluded: each method is stored on its own)."""
-        return _digest(self.evaluation_dict())[:8]
+        """Hash of the evaluation settings and EVAL_SEMANTICS (methods and references excluded: each
+        is stored on its own)."""
+        return _digest({**self.evaluation_dict(), "semantics": EVAL_SEMANTICS})[:8]
+
+    @property
+    def scored_ids(self) -> tuple[str, ...]:
+        """The ids stored per run and evaluation: the methods, then the reference maps."""
+        return tuple(self.methods) + tuple(self.references)
 
     @property
     def model_name(self) -> str:
@@ -181,6 +199,9 @@ class RunConfig:
         integer("track_images", 1, optional=True)
         if not isinstance(self.methods, tuple) or not self.methods or any(m not in METHODS for m in self.methods):
             fail("methods", "a non-empty list of " + ", ".join(METHODS))
+        if not isinstance(self.references, tuple) or any(r not in REFERENCES for r in self.references) \
+                or len(set(self.references)) != len(self.references):
+            fail("references", "a list (possibly empty) of distinct names from " + ", ".join(REFERENCES))
         choice("eval_split", ("val", "test"))
         choice("target", ("predicted", "label"))
         integer("eval_images", 1, optional=True)
@@ -202,10 +223,18 @@ class RunConfig:
 TRAINING = ("input_size", "split", "split_seed", "depth", "width", "stem", "norm", "groups", "dropout",
             "precode_k", "precode_beta", "penalty", "penalty_lambda", "epochs", "batch_size", "lr", "seed",
             "track_every", "track_method", "track_images")
-EVALUATION = ("methods", "eval_split", "target", "eval_images", "deletion_steps")
+EVALUATION = ("methods", "references", "eval_split", "target", "eval_images", "deletion_steps")
 
 
 _FLOATS = ("width", "dropout", "precode_beta", "penalty_lambda", "lr")
+
+
+def precode_dims(config: RunConfig) -> tuple[int, int | None]:
+    """(d, k): the pooled dimension of the config's model and its PRECODE bottleneck size
+    (the nominal `precode_k` scaled by d / 2048, see `thesislib.models.scaled_precode_k`); k is
+    None without PRECODE."""
+    d = pooled_dim(config.depth, config.width)
+    return d, (scaled_precode_k(config.precode_k, d) if config.precode_k else None)
 
 
 def _digest(obj: Any) -> str:

@@ -6,9 +6,11 @@
         history.csv                one row per epoch
         best.pt                    lowest-validation-loss weights (state dict; weights_only)
         last.pt                    resumable state while training; removed once done
-        done.json                  written last: training is complete (summary)
-        eval/<eval_id>/<method>.csv   per-image metrics for one set of evaluation settings
-        eval/<eval_id>/summary.csv    their per-method means (%)
+        done.json                  written last: training is complete (summary, and whether the
+                                   best checkpoint learned more than the majority class)
+        eval/<eval_id>/<id>.csv    per-image metrics of one method or reference map for one set
+                                   of evaluation settings
+        eval/<eval_id>/summary.csv their per-method means (%)
     runs/cache/                    decoded data sets
 
 Work goes through an executor with `submit(fn, *args) -> future` (`.done()`, `.result()`):
@@ -95,7 +97,8 @@ class Run:
         return (self.dir / "done.json").is_file()
 
     def missing_methods(self) -> list[str]:
-        return [m for m in self.config.methods if not (self.eval_dir / f"{m}.csv").is_file()]
+        """The methods and reference maps of the config that have no stored evaluation yet."""
+        return [m for m in self.config.scored_ids if not (self.eval_dir / f"{m}.csv").is_file()]
 
     @property
     def complete(self) -> bool:
@@ -108,9 +111,10 @@ class Run:
         return json.loads((self.dir / "done.json").read_text())
 
     def images(self, methods: Iterable[str] | None = None) -> pd.DataFrame:
-        """Per-image metrics of the evaluated methods (those not applicable are absent)."""
+        """Per-image metrics of the evaluated methods and reference maps (default: the config's;
+        methods not applicable are absent)."""
         frames = []
-        for m in methods or self.config.methods:
+        for m in methods or self.config.scored_ids:
             path = self.eval_dir / f"{m}.csv"
             if path.is_file() and path.stat().st_size > 0:
                 df = pd.read_csv(path)
@@ -119,12 +123,15 @@ class Run:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def load_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """The best checkpoint in eval mode (loaded with weights_only=True), channels-last like in training."""
+        """The best checkpoint in eval mode (loaded with weights_only=True), in the memory format
+        training used on `device` (channels-last where `channels_last_ok`)."""
         from thesislib.models import create_model
+        from thesislib.train import memory_format
 
         model = create_model(self.config.model_name, **self.config.model_kwargs())
         model.load_state_dict(torch.load(self.dir / "best.pt", weights_only=True, map_location=device))
-        return model.to(device, memory_format=torch.channels_last).eval()
+        fmt = memory_format(model, self.config.input_size, device)
+        return model.to(device, memory_format=fmt).eval()
 
     def split(self):
         """The data split this run was trained and evaluated on."""
@@ -171,21 +178,30 @@ def _locked(path: Path):
 
 
 def _tracker(cfg: RunConfig, val_set):
-    """on_epoch callback: classification and explainability of the current weights every k epochs."""
-    from thesislib.evaluation import CLASSIFICATION, classification, evaluate
+    """on_epoch callback: classification and explainability of the current weights every k epochs.
+
+    Columns come from the metric registry: val_<classification metric> (but accuracy, which the
+    history has as val_acc) and track_<metric> for every localisation and faithfulness metric
+    except deletion/insertion (not computed while tracking).
+    """
+    from thesislib.evaluation import classification, evaluate
+    from thesislib.metrics import registered
     from thesislib.train import predict
+
+    tracked = [m.name for kind in ("localisation", "faithfulness") for m in registered(kind)
+               if m.name not in ("deletion_auc", "insertion_auc")]
+    classes = [m.name for m in registered("classification") if m.name != "accuracy"]
 
     def on_epoch(epoch: int, model: torch.nn.Module) -> dict:
         if epoch % cfg.track_every and epoch != cfg.epochs:
             return {}
         # evaluate() already scores the whole split's classification; only an inapplicable
-        # method (CAM on PRECODE) leaves no rows to read it from
+        # method leaves no rows to read it from
         df = evaluate(model, val_set, [cfg.track_method], max_images=cfg.track_images)
         cls = df.iloc[0] if not df.empty else classification(*predict(model, val_set))
-        row = {f"val_{k}": float(cls[k]) for k in CLASSIFICATION if k != "accuracy"}
-        for metric in ("iou_area", "iou_bbox", "average_drop", "increase_in_confidence", "pointing_game",
-                       "relevance_mass"):
-            row[f"track_{metric}"] = float(df[metric].mean()) if not df.empty else float("nan")
+        row = {f"val_{k}": float(cls[k]) for k in classes}
+        for metric in tracked:
+            row[f"track_{metric}"] = float(df[metric].mean()) if metric in df and not df.empty else float("nan")
         return row
 
     return on_epoch
@@ -202,7 +218,8 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
     from thesislib.data import load_split
     from thesislib.evaluation import evaluate, summarize
     from thesislib.models import create_model
-    from thesislib.train import default_device, seed_everything, train
+    from thesislib.references import mean_expert_map
+    from thesislib.train import default_device, learning_check, predict, seed_everything, train
 
     cfg = RunConfig.from_dict(config)
     split = load_split(data_root, cfg.input_size, fractions=cfg.split, split_seed=cfg.split_seed,
@@ -238,8 +255,13 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
                 meta.update(finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             train_seconds=round(time.time() - t0, 2))
                 atomic_write_text(run.dir / "meta.json", json.dumps(meta, indent=1) + "\n")
+                # `model` holds the best checkpoint: did it learn more than the majority class?
+                val_logits, val_labels = predict(model, split.val)
+                check = learning_check(val_logits.argmax(1), val_labels)
                 summary = dict(run_id=run.run_id, best_epoch=int(best["epoch"]), best_val_loss=float(best["val_loss"]),
-                               best_val_acc=float(best["val_acc"]), train_seconds=meta["train_seconds"])
+                               best_val_acc=float(best["val_acc"]), train_seconds=meta["train_seconds"],
+                               majority_rate=check["majority_rate"], learned=check["learned"],
+                               learned_margin=check["margin"], val_pred_counts=check["pred_counts"])
                 atomic_write_text(run.dir / "done.json", json.dumps(summary, indent=1) + "\n")
                 (run.dir / "last.pt").unlink(missing_ok=True)
             missing = run.missing_methods()
@@ -247,11 +269,14 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
                 model = run.load_model(device)
                 data = run.eval_data(split)
                 atomic_write_text(run.eval_dir / "settings.json", json.dumps(cfg.evaluation_dict(), indent=1) + "\n")
-                for method in missing:
-                    df = evaluate(model, data, [method], target=cfg.target, max_images=cfg.eval_images,
-                                  deletion_steps=cfg.deletion_steps)
-                    _write_csv(df, run.eval_dir / f"{method}.csv")
-                    evaluated.append(method)
+                methods = [m for m in missing if m in cfg.methods]
+                references = [m for m in missing if m in cfg.references]
+                # one call: the model's forward passes and the images are shared by every map
+                df = evaluate(model, data, methods, references=references, prior=mean_expert_map(split.train),
+                              target=cfg.target, max_images=cfg.eval_images, deletion_steps=cfg.deletion_steps)
+                for name in missing:  # an inapplicable method is stored empty, so it is not retried
+                    _write_csv(df[df["method"] == name], run.eval_dir / f"{name}.csv")
+                    evaluated.append(name)
                 done = run.images([p.stem for p in run.eval_dir.glob("*.csv") if p.stem != "summary"])
                 if not done.empty:
                     _write_csv(summarize(done), run.eval_dir / "summary.csv")
