@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 PARAMS ?= params/default
 SMOKE  := build/smoke
 
-.PHONY: all install report test test-unit smoke lab hooks clean clean-runs
+.PHONY: all install report test test-unit smoke lab hooks clean clean-runs bench gpu-check wheels
 
 all: test
 
@@ -41,6 +41,19 @@ lab: $(STAMP)
 
 hooks: $(STAMP)
 	$(BIN)/nbstripout --install --attributes .gitattributes
+
+# Measured speed ratios -> benchmarks/RESULTS.md (RESULTS-gpu.md on CUDA); BENCH="--quick" for a few minutes.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH)
+
+# The CUDA path end to end on a GPU machine with only the torch stack: uses $(PYTHON) as given
+# (make gpu-check PYTHON=python3), builds no environment, installs only from wheels/ if present.
+gpu-check:
+	$(PYTHON) -m benchmarks.gpu_check
+
+# The wheels an offline GPU machine needs (grad-cam, papermill, the kernel stack), from PyPI.
+wheels: $(STAMP)
+	$(BIN)/python -m benchmarks.wheels --dest wheels
 
 clean:
 	rm -rf build reports/index.html

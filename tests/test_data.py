@@ -113,3 +113,90 @@ def test_synthetic_data_names(tmp_path, monkeypatch):
     assert root == tmp_path / "data" / "synthetic-n12-s32-seed0" and len(D.scan(root)) == 12
     monkeypatch.setenv("THESISLIB_DATA", str(root))
     assert D.resolve_root(None) == root
+
+
+def _params(n, *, w=1.0, h=1.0, cx=0.0, cy=0.0, angle=0.0, flip=False):
+    full = lambda v: torch.full((n,), float(v))  # noqa: E731
+    return D.Augmentation(full(w), full(h), full(cx), full(cy), full(angle), torch.full((n,), flip))
+
+
+def _normalise_float(x):
+    return (x - torch.tensor(D.MEAN).view(3, 1, 1)) / torch.tensor(D.STD).view(3, 1, 1)
+
+
+def test_identity_and_flip_parameters_give_the_normalised_image():
+    imgs = torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    # exact up to the float32 rounding of the sampling grid (~1e-5 of a grey level)
+    assert torch.allclose(D.augment(imgs, _params(4)), D.normalize(imgs), atol=1e-4, rtol=0)
+    assert torch.allclose(D.augment(imgs, _params(4, flip=True)), D.normalize(imgs).flip(-1), atol=1e-4, rtol=0)
+
+
+def test_augment_matches_torchvision_crop_and_rotation():
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    imgs = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    # a 32 x 32 crop at top=8, left=16 is half the side, centred at (0, -0.25) in grid coordinates
+    ours = D.augment(imgs, _params(2, w=0.5, h=0.5, cx=0.0, cy=-0.25))
+    ref = _normalise_float(TF.resized_crop(imgs.float() / 255, 8, 16, 32, 32, [64, 64], antialias=False))
+    # the border row differs: torchvision clamps at the crop's edge, the grid reads the pixel beyond it
+    assert torch.allclose(ours[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1], atol=1e-5)
+    ours = D.augment(imgs, _params(2, angle=30.0))
+    ref = _normalise_float(TF.rotate(imgs.float() / 255, 30, interpolation=InterpolationMode.BILINEAR))
+    inside = TF.rotate(torch.ones(1, 1, 64, 64), 30)
+    inside = -torch.nn.functional.max_pool2d(-inside, 5, 1, 2)[0, 0] > 0  # away from the black corners
+    assert inside.float().mean() > 0.5
+    assert torch.allclose(ours[..., inside], ref[..., inside], atol=1e-4)
+    # rotated out of the crop: black, as RandomRotation fills it, though the image goes on beyond the crop
+    corner = D.augment(imgs, _params(2, w=0.5, h=0.5, angle=30.0))[:, :, 0, 0]
+    assert torch.allclose(corner, _normalise_float(torch.zeros(3, 1, 1)).flatten().expand_as(corner))
+
+
+def test_augmentation_parameters_follow_the_protocol_ranges():
+    p = D.Augmentation.draw(4000, torch.Generator().manual_seed(0))
+    area, ratio = p.crop_w * p.crop_h, p.crop_w / p.crop_h
+    assert area.min() >= D.CROP_SCALE[0] - 1e-6 and area.max() <= D.CROP_SCALE[1] + 1e-6
+    assert ratio.min() >= D.CROP_RATIO[0] - 1e-6 and ratio.max() <= D.CROP_RATIO[1] + 1e-6
+    assert p.crop_w.max() <= 1 and p.crop_h.max() <= 1
+    assert (p.cx.abs() <= 1 - p.crop_w + 1e-6).all() and (p.cy.abs() <= 1 - p.crop_h + 1e-6).all()
+    assert p.angle.abs().max() <= D.ROTATION and p.angle.std() > D.ROTATION / 2.5  # spread over the range
+    assert 0.45 < p.flip.float().mean() < 0.55
+    assert area.std() > 0.04 and p.cx.abs().max() > 0.05
+
+
+def test_training_batches_are_seeded_augmented_and_cover_the_split(split):
+    ds = split.train
+    a = list(ds.batches(16, generator=torch.Generator().manual_seed(0)))
+    b = list(ds.batches(16, generator=torch.Generator().manual_seed(0)))
+    c = list(ds.batches(16, generator=torch.Generator().manual_seed(1)))
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    assert not torch.equal(a[0][0], c[0][0])
+    assert [len(y) for _, y in a] == [16] * (len(ds) // 16) + ([len(ds) % 16] if len(ds) % 16 else [])
+    x, y = a[0]
+    assert x.shape == (16, 3, 64, 64) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert sorted(torch.cat([y for _, y in a]).tolist()) == sorted(ds.labels.tolist())
+    # augmented: no image of the first batch equals an unaugmented image of the split
+    plain, _, _ = ds.batch()
+    assert (x[:, None] - plain[None]).abs().flatten(2).amax(-1).min() > 0.1
+
+
+def test_evaluation_batches_are_exactly_batch(split):
+    ds = split.test
+    x = torch.cat([x for x, _ in ds.batches(7, generator=torch.Generator(), shuffle=False)])
+    ref, labels, _ = ds.batch()
+    assert torch.equal(x, ref)
+    gen = torch.Generator().manual_seed(3)
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(3))
+    x, y = next(ds.batches(5, generator=gen))
+    ref, labels, _ = ds.batch(order[:5])
+    assert torch.equal(x, ref) and torch.equal(y, labels)
+
+
+def test_images_are_moved_to_the_device_once(split):
+    ds = split.test
+    first = ds.resident("cpu")
+    assert ds.resident(None)[0] is first[0] and first[0].dtype == torch.uint8
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer, found 0"):
+        next(ds.batches(0, generator=torch.Generator()))
+    with pytest.raises(ValueError, match="images: expected uint8"):
+        D.augment(torch.zeros(1, 3, 8, 8), _params(1))

@@ -5,18 +5,26 @@ a disk cache keyed by the data's content hash and the size, so epochs and later 
 re-decode. Training samples get the PROTOCOL's augmentation (random crop, rotation, horizontal
 flip, normalisation); evaluation samples only the normalisation. Attention maps are resized to
 the input size and scaled to [0, 1].
+
+`LagDataset.batches` is the fast path: the split's uint8 images stay on the device and each batch
+is augmented at once, one affine sampling grid per image, with parameters drawn on the CPU from
+the caller's generator (same seed, same batches on any device). `__getitem__`/`loader` augment
+sample by sample with torchvision and remain for the figures and as the benchmark's baseline.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -33,12 +41,16 @@ if TYPE_CHECKING:
 __all__ = [
     "DataError", "Record", "Arrays", "Split", "scan", "fingerprint", "load_arrays",
     "stratified_split", "LagDataset", "load_split", "resolve_root", "SPLITS", "THESIS_FRACTIONS",
-    "MEAN", "STD", "normalize", "denormalize",
+    "MEAN", "STD", "normalize", "denormalize", "Augmentation", "augment",
 ]
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's models expect
 STD = (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
+# The PROTOCOL's training augmentation, shared by train_transform and Augmentation.
+CROP_SCALE = (0.8, 1.0)
+CROP_RATIO = (0.9, 1.1)
+ROTATION = 15.0
 # The thesis's Table 4.1: 4,793 train, 159 validation, 1,415 test images.
 THESIS_FRACTIONS = (4793 / 6367, 159 / 6367, 1415 / 6367)
 DEFAULT_SYNTH = dict(n=1000, size=128, seed=0)  # the embedded default data set
@@ -221,12 +233,110 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
 def train_transform(size: int) -> v2.Compose:
     """The PROTOCOL's training augmentation on uint8 tensors."""
     return v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
-        v2.RandomRotation(15),
+        v2.RandomResizedCrop(size, scale=CROP_SCALE, ratio=CROP_RATIO, antialias=True),
+        v2.RandomRotation(ROTATION),
         v2.RandomHorizontalFlip(),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(MEAN, STD),
     ])
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Per-image parameters of the PROTOCOL's training augmentation, float32 / bool [B] on the CPU.
+
+    In grid_sample's normalised coordinates ([-1, 1] across the image): the crop spans
+    `crop_w` x `crop_h` of the side (fractions in (0, 1]) centred at (`cx`, `cy`); the crop is then
+    rotated by `angle` degrees counter-clockwise (corners filled black, as torchvision's
+    RandomRotation does) and mirrored left-right where `flip`.
+    """
+
+    crop_w: torch.Tensor
+    crop_h: torch.Tensor
+    cx: torch.Tensor
+    cy: torch.Tensor
+    angle: torch.Tensor
+    flip: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.angle)
+
+    @classmethod
+    def draw(cls, n: int, generator: torch.Generator) -> "Augmentation":
+        """Draw `n` parameter sets from `generator` (a CPU generator), with torchvision's ranges.
+
+        Crop area fraction ~ U(CROP_SCALE), log aspect ratio ~ U(log CROP_RATIO), redrawn (as
+        RandomResizedCrop does) where a side would exceed the image; centre uniform over the
+        positions that keep the crop inside; angle ~ U(-ROTATION, ROTATION); flip ~ Bernoulli(0.5).
+        """
+        if generator.device.type != "cpu":
+            raise ValueError(f"generator: expected a CPU torch.Generator (parameters are drawn on the CPU so "
+                             f"that batches do not depend on the device), found one on {generator.device}")
+
+        def uniform(lo: float, hi: float) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+        w = torch.ones(n)
+        h = torch.ones(n)
+        todo = torch.ones(n, dtype=torch.bool)
+        for _ in range(10):  # RandomResizedCrop's attempts; the rest keep the full image, as its fallback does
+            area = uniform(*CROP_SCALE)
+            ratio = torch.exp(uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])))
+            cw, ch = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+            ok = todo & (cw <= 1) & (ch <= 1)
+            w, h = torch.where(ok, cw, w), torch.where(ok, ch, h)
+            todo &= ~ok
+            if not todo.any():
+                break
+        cx = (1 - w) * uniform(-1.0, 1.0)
+        cy = (1 - h) * uniform(-1.0, 1.0)
+        angle = uniform(-ROTATION, ROTATION)
+        flip = torch.rand(n, generator=generator) < 0.5
+        return cls(w, h, cx, cy, angle, flip)
+
+    @classmethod
+    def identity(cls, n: int) -> "Augmentation":
+        """Parameters that leave `n` images unchanged."""
+        zeros = torch.zeros(n)
+        return cls(torch.ones(n), torch.ones(n), zeros, zeros.clone(), zeros.clone(), torch.zeros(n, dtype=torch.bool))
+
+
+def augment(images: torch.Tensor, params: Augmentation) -> torch.Tensor:
+    """Augment a batch at once: one affine sampling grid per image, bilinear, on the images' device.
+
+    Args:
+        images: uint8 [B, 3, S, S], on any device.
+        params: B parameter sets (`Augmentation.draw`).
+
+    Returns:
+        float32 [B, 3, S, S] normalised with MEAN and STD, on the images' device.
+    """
+    if images.dim() != 4 or images.dtype != torch.uint8:
+        raise ValueError(f"images: expected uint8 [B, 3, S, S], found {images.dtype} {tuple(images.shape)}")
+    if len(params) != len(images):
+        raise ValueError(f"params: expected {len(images)} parameter sets (one per image), found {len(params)}")
+    dev = images.device
+    b, _, hgt, wid = images.shape
+    p = {k: getattr(params, k).to(dev) for k in ("crop_w", "crop_h", "cx", "cy", "angle")}
+    sign = 1.0 - 2.0 * params.flip.to(dev, torch.float32)
+    rad = torch.deg2rad(p["angle"])
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    # Output pixel o -> (flip) -> inverse rotation -> crop coordinates c in [-1, 1] where the
+    # rotated crop has content; torchvision rotates counter-clockwise on screen (y points down).
+    zeros = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos * sign, -sin, zeros], 1),
+                         torch.stack([sin * sign, cos, zeros], 1)], 1)
+    crop = F.affine_grid(theta, [b, 1, hgt, wid], align_corners=False)  # [B, S, S, 2]
+    inside = (crop.abs() <= 1).all(-1)[:, None]  # RandomRotation fills the corners with black
+    centre = torch.stack([p["cx"], p["cy"]], 1)[:, None, None, :]
+    half = torch.stack([p["crop_w"], p["crop_h"]], 1)[:, None, None, :]
+    grid = centre + half * crop
+    x = F.grid_sample(images.to(torch.float32) / 255.0, grid, mode="bilinear", padding_mode="zeros",
+                      align_corners=False)
+    x = x * inside
+    mean = torch.tensor(MEAN, device=dev).view(1, -1, 1, 1)
+    std = torch.tensor(STD, device=dev).view(1, -1, 1, 1)
+    return (x - mean) / std
 
 
 class LagDataset(Dataset):
@@ -237,6 +347,7 @@ class LagDataset(Dataset):
         self.indices = indices
         self.train = train
         self.transform = train_transform(arrays.images.shape[-1]) if train else None
+        self._resident: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -264,6 +375,45 @@ class LagDataset(Dataset):
         idx = self.indices if rows is None else self.indices[rows]
         maps = self.arrays.maps[idx].to(torch.float32) / 255.0
         return normalize(self.arrays.images[idx]), self.arrays.labels[idx], maps
+
+    def resident(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This split's (uint8 images [N, 3, S, S], int64 labels [N]) on `device`, copied there once."""
+        dev = torch.device("cpu" if device is None else device)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        if dev not in self._resident:
+            self._resident[dev] = (self.arrays.images[self.indices].to(dev), self.arrays.labels[self.indices].to(dev))
+        return self._resident[dev]
+
+    def batches(self, batch_size: int, *, generator: torch.Generator, device=None,
+                shuffle: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of batches built on `device` from the device-resident uint8 images.
+
+        A training split (train=True) is augmented a whole batch at a time (`augment`); any other
+        split gives exactly `batch()`'s images. The order and the augmentation parameters come
+        from `generator` (on the CPU), so one seed gives the same batches on every device. The
+        last batch may be smaller.
+
+        Args:
+            batch_size: images per batch, >= 1.
+            generator: CPU torch.Generator, advanced by the epoch.
+            device: where the batches live (None: the CPU).
+            shuffle: random order from `generator`; False keeps the split's order.
+
+        Yields:
+            (x float32 [B, 3, S, S] normalised, y int64 [B]), both on `device`.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
+        images, labels = self.resident(device)
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            rows = order[start:start + batch_size]
+            idx = rows.to(images.device)
+            raw = images[idx]
+            x = augment(raw, Augmentation.draw(len(rows), generator)) if self.train else normalize(raw)
+            yield x, labels[idx]
 
     def loader(self, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0) -> DataLoader:
         """A DataLoader whose order depends only on `seed`."""

@@ -1,0 +1,61 @@
+"""The benchmark entry points run (never timed): figure lines, results file, GPU-check branches on the CPU."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import __main__ as entry
+from benchmarks import common, gpu, gpu_check, metrics
+
+
+def test_figure_lines_name_ratio_and_target():
+    assert common.Figure("x", 2.0, "d", target=1.5).line() == "x: 2.00x (ours vs baseline) - d, target >= 1.5x met"
+    assert common.Figure("x", 1.0, "d", target=1.5).line().endswith("target >= 1.5x MISSED")
+    assert common.Figure("x", skipped="why").line() == "x: skipped - why"
+
+
+def test_entry_point_writes_results_with_device_torch_and_commit(tmp_path, capsys):
+    out = tmp_path / "RESULTS.md"
+    assert entry.main(["--only", "gpu", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "resnet50 224px training: skipped - CUDA only" in printed
+    text = out.read_text()
+    assert f"torch {torch.__version__}" in text and "- commit: " in text and "- device: CPU" in text
+    assert "score-cam resnet50 224px: skipped" in text
+
+
+def test_metric_reference_loop_agrees_with_the_batched_metrics():
+    heat, expert = metrics.maps(24, size=32)
+    area, bbox = metrics.ours(heat, expert)
+    ref_area, ref_bbox = metrics.reference(heat.numpy(), expert.numpy())
+    assert np.array_equal(area.numpy(), ref_area) and np.array_equal(bbox.numpy(), ref_bbox)
+    assert (ref_area > 0).mean() > 0.5 and len(set(ref_bbox.tolist())) > 10  # not a degenerate comparison
+
+
+def test_training_throughput_runs_bf16_and_resident_batches_on_the_cpu():
+    r = gpu.train_throughput(torch.device("cpu"), width=0.0625, size=32, batch=2, steps=1, warmup=0, images=4)
+    assert r["images_per_s"] > 0 and r["amp"] and r["batch"] == 2
+
+
+def test_gpu_check_fails_loudly_without_a_gpu(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 3
+    assert "gpu-check: FAILED - no CUDA device" in capsys.readouterr().err
+
+
+def test_gpu_check_names_the_missing_wheel_folder(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # as if not installed
+    with pytest.raises(SystemExit, match="holds no wheels; run `make wheels`"):
+        gpu_check.ensure_grad_cam(tmp_path / "wheels")
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu.md"
+    assert gpu_check.main(["--device", "cpu", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "all agreement checks passed" in text and "score-cam (ours vs stock)" in text
