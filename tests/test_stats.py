@@ -43,3 +43,30 @@ def test_grouped_correlations_count_shared_runs_once():
     assert out.set_index("group").loc["all", "n"] == 7
     assert out.set_index("group").loc["a", "spearman"] == pytest.approx(1.0)
     assert out.set_index("group").loc["b", "spearman"] == pytest.approx(-1.0)
+
+
+def test_spearman_rows_is_scipys_row_by_row():
+    from thesislib.stats import spearman_rows
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(20, 5)), rng.normal(size=(20, 5))
+    b[0] = a[0]  # perfect
+    a[1, :3] = 1.0  # ties
+    rho = spearman_rows(a, b)
+    assert rho == pytest.approx([sps.spearmanr(x, y).statistic for x, y in zip(a, b)])
+    assert rho[0] == pytest.approx(1.0)
+    assert np.isnan(spearman_rows(np.ones((1, 4)), b[:1, :4])[0])
+    with pytest.raises(ValueError, match="a, b"):
+        spearman_rows(a, b[:, :3])
+
+
+def test_correlations_can_leave_out_runs_that_never_learned():
+    df = pd.DataFrame(dict(run_id=list("abcdef"), acc=[64.5, 64.5, 80, 82, 85, 90], iou=[1, 1, 20, 18, 17, 15],
+                           learned=[False, False, True, True, True, True]))
+    every = correlations(df, "acc", ["iou"], n_boot=100).iloc[0]
+    learned = correlations(df, "acc", ["iou"], learned_only=True, n_boot=100).iloc[0]
+    assert every["n"] == 6 and learned["n"] == 4
+    assert every["pearson"] > 0 > learned["pearson"]  # the failed runs alone make the positive correlation
+    assert learned["pearson"] == pytest.approx(sps.pearsonr([80, 82, 85, 90], [20, 18, 17, 15]).statistic)
+    with pytest.raises(ValueError, match="learned_only"):
+        correlations(df.drop(columns="learned"), "acc", ["iou"], learned_only=True)

@@ -1,8 +1,17 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from thesislib import tables as T
+
+NOTEBOOK_NAMES = ("aggregate", "thesis_table", "claims_markdown", "method_table", "verdicts_markdown", "judge_methods",
+                  "THESIS_METHODS", "model_points", "correlation_table", "judge_correlations", "method_label",
+                  "best_settings", "generalisation_gap", "expert_regions")
+
+
+def test_the_notebooks_names_are_still_importable():
+    assert all(hasattr(T, name) for name in NOTEBOOK_NAMES)
 
 
 def test_reference_is_the_thesis_tables():
@@ -16,55 +25,152 @@ def test_reference_is_the_thesis_tables():
     assert set(ref["setting"][ref["family"] == "precode"]) >= {"baseline", "β=1e-03, k=512"}
 
 
-def _results():
+def _results(flag_seed: int | None = None, references: bool = False):
     rows = []
+    methods = [("gradcam", "Grad-CAM", 0.0), ("scorecam", "Score-CAM", 5.0)]
+    if references:
+        methods += [("prior", "Prior (mean expert map)", 20.0), ("ceiling", "Ceiling (expert map at CAM grid)", 40.0)]
     for setting, shift in (("a", 0.0), ("b", 10.0)):
         for seed, noise in ((0, -1.0), (1, 1.0), (2, 3.0)):
-            for method, m_shift in (("Grad-CAM", 0.0), ("Score-CAM", 5.0)):
-                rows.append(dict(family="depth", setting=setting, seed=seed, method=method.lower(), method_label=method,
-                                 iou_area=20 + shift + m_shift + noise, iou_bbox=1.0, average_drop=50.0,
-                                 increase_in_confidence=2.0, accuracy=80 + shift + seed, roc_auc=70.0, f1=60.0))
+            for method, label, m_shift in methods:
+                rows.append(dict(family="depth", setting=setting, seed=seed, run_id=f"{setting}{seed}", method=method,
+                                 method_label=label, iou_area=20 + shift + m_shift + noise, iou_bbox=1.0,
+                                 average_drop=50.0, increase_in_confidence=2.0, accuracy=80 + shift + seed,
+                                 roc_auc=70.0, f1=60.0, seconds_per_image=0.002, constant_heatmaps=0,
+                                 learned=not (setting == "b" and seed == flag_seed)))
     return pd.DataFrame(rows)
 
 
-def test_aggregate_is_mean_and_sample_std_over_seeds():
+def _depth(df):
+    return df.assign(setting=df["setting"].map({"a": "18", "b": "50"}))
+
+
+def test_aggregate_is_mean_sample_std_and_t_interval_over_seeds():
     agg = T.aggregate(_results())
     cell = agg[(agg["setting"] == "b") & (agg["method"] == "Score-CAM") & (agg["metric"] == "iou_area")].iloc[0]
-    assert cell["mean"] == pytest.approx(35 + 1) and cell["std"] == pytest.approx(np.std([-1, 1, 3], ddof=1))
-    assert cell["n"] == 3
+    values = [34, 36, 38]
+    assert cell["mean"] == pytest.approx(36) and cell["std"] == pytest.approx(np.std(values, ddof=1))
+    lo, hi = sps.t.interval(0.95, 2, loc=np.mean(values), scale=sps.sem(values))
+    assert (cell["lo"], cell["hi"]) == (pytest.approx(lo), pytest.approx(hi))
+    assert cell["n"] == 3 and cell["n_flagged"] == 0 and cell["kind"] == "explainer"
     acc = agg[(agg["setting"] == "a") & (agg["metric"] == "accuracy")].iloc[0]
     assert acc["method"] == "" and acc["mean"] == pytest.approx(81) and acc["n"] == 3  # one value per run
 
 
+def test_aggregate_counts_flagged_runs_and_can_leave_them_out():
+    agg = T.aggregate(_results(flag_seed=2)).set_index(["setting", "method", "metric"])
+    assert agg.loc[("b", "Score-CAM", "iou_area"), "n_flagged"] == 1
+    assert agg.loc[("b", "", "accuracy"), "n_flagged"] == 1 and agg.loc[("a", "", "accuracy"), "n_flagged"] == 0
+    kept = T.aggregate(_results(flag_seed=2), learned_only=True).set_index(["setting", "method", "metric"])
+    assert kept.loc[("b", "Score-CAM", "iou_area"), "n"] == 2
+    assert kept.loc[("b", "Score-CAM", "iou_area"), "mean"] == pytest.approx(35)
+
+
 def test_thesis_table_puts_the_thesis_beside_ours():
-    agg = T.aggregate(_results().assign(setting=lambda d: d["setting"].map({"a": "18", "b": "50"})))
+    agg = T.aggregate(_depth(_results()))
     table = T.thesis_table(agg, "depth", settings=["18", "50"])
-    assert table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "thesis")] == "21.0 ± 0.3"
-    assert table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "ours")] == "36.0 ± 2.0"
+    lo, hi = sps.t.interval(0.95, 2, loc=21.0, scale=0.33 / np.sqrt(3))
+    assert table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "thesis")] == f"21.0 ± 0.3 [{lo:.1f}, {hi:.1f}]"
+    assert table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "ours")] == "36.0 ± 2.0 [31.0, 41.0]"
     assert table.loc[("↑ IoU (A)", "CAM"), ("50", "ours")] == "—"  # not computed
-    assert table.loc[("↓ AD", "Grad-CAM"), ("18", "thesis")] == "67.1 ± 1.7"
-    assert list(table.index.get_level_values(0)[:3]) == ["↑ Acc", "↑ ROC AUC", "↑ F1 score"]
+    assert table.loc[("↓ AD", "Grad-CAM"), ("18", "thesis")].startswith("67.1 ± 1.7 [")
+    assert list(table.frame.index.get_level_values(0)[:3]) == ["↑ Acc", "↑ ROC AUC", "↑ F1 score"]
+    assert table.notes == []
+
+
+def test_thesis_table_shows_reference_rows_flags_and_small_n():
+    agg = T.aggregate(_depth(_results(flag_seed=2, references=True)))
+    table = T.thesis_table(agg, "depth", methods=["Score-CAM"])
+    methods = list(dict.fromkeys(table.frame.index.get_level_values(1)))
+    assert methods == ["", "Score-CAM", "reference: Prior (mean expert map)", "reference: Ceiling (expert map at CAM grid)"]
+    assert table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "ours")].endswith(T.FLAG)
+    assert not table.loc[("↑ IoU (A)", "Score-CAM"), ("18", "ours")].endswith(T.FLAG)
+    assert table.notes and "1 of the runs" in table.notes[0]
+    assert T.FLAG in table._repr_html_() and "1 of the runs" in table._repr_html_()
+    two = T.thesis_table(T.aggregate(_depth(_results()[lambda d: d["seed"] < 2])), "depth", methods=["Score-CAM"])
+    assert two.loc[("↑ IoU (A)", "Score-CAM"), ("18", "ours")].endswith("(n=2)")
+    one = T.thesis_table(T.aggregate(_depth(_results()[lambda d: d["seed"] == 0])), "depth", methods=["Score-CAM"])
+    assert one.loc[("↑ IoU (A)", "Score-CAM"), ("18", "ours")] == "24.0 (n=1)"
+
+
+def test_method_table_lists_explainers_then_references_and_marks_duplicates():
+    res = _results(flag_seed=1, references=True)
+    dup = res[res["method"] == "gradcam"].assign(method="hirescam", method_label="HiResCAM")
+    res = pd.concat([dup, res], ignore_index=True)
+    table = T.method_table(res)
+    assert list(table.frame.index) == ["HiResCAM", "Grad-CAM", "Score-CAM", "Prior (mean expert map)",
+                                       "Ceiling (expert map at CAM grid)"]
+    assert table.frame.loc["Grad-CAM", "same as"] == "= HiResCAM" and table.frame.loc["Score-CAM", "same as"] == ""
+    assert list(table.frame["kind"]) == ["explainer"] * 3 + ["reference"] * 2
+    assert table.frame.loc["Score-CAM", "ms per image"] == 2.0
+    assert table.frame.loc["Score-CAM", "↑ IoU (A)"].endswith(T.FLAG) and "1 of the runs" in table.notes[0]
+    # the evaluation's own duplicate detection wins where present
+    named = T.method_table(res.assign(same_as=np.where(res["method"] == "hirescam", "gradcam", "")))
+    assert named.frame.loc["HiResCAM", "same as"] == "= Grad-CAM" and named.frame.loc["Grad-CAM", "same as"] == ""
+    by = T.method_table(res, by="setting")
+    assert by.frame.index.names == ["setting", "method"] and by.frame.loc[("b", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)
+    assert not by.frame.loc[("a", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)
 
 
 def test_claims_are_computed_on_both_sides():
     j = T.judge(T.reference())
-    row = j[j["claim"] == "Score-CAM has the highest IoU (A) at every batch size"].iloc[0]
-    assert row["thesis"] is not None and not row["thesis"]  # Grad-CAM++ wins at batch 128
-    assert j[j["claim"] == "BatchNorm raises Score-CAM IoU (A) over the baseline"]["thesis"].iloc[0]
-    ours = T.aggregate(_results().assign(setting=lambda d: d["setting"].map({"a": "18", "b": "50"})))
+    assert set(j["thesis"]) <= {"yes", "no", "inconclusive"}
+    assert j[j["claim"] == "BatchNorm raises Score-CAM IoU (A) over the baseline"]["thesis"].iloc[0] == "yes"
+    ours = T.aggregate(_depth(_results()))
     mine = T.judge(ours, "depth").set_index("claim")
-    assert mine.loc["ResNet-50 has the highest accuracy", "ours"]
-    assert mine.loc["Score-CAM has the highest IoU (A) at every depth", "ours"]
-    tied = mine.loc["Score-CAM has the lowest Average Drop at every depth", "ours"]
-    assert tied is not None and not tied  # equal values: no method is the best
+    assert mine.loc["ResNet-50 has the highest accuracy", "verdict"] == "agrees"
+    assert mine.loc["ResNet-50 has the highest Score-CAM IoU (A)", "verdict"] == "agrees"
+    # 5 points at std 2 over 3 seeds, nine comparisons: inside the noise (cells are judged unpaired)
+    assert mine.loc["Score-CAM has the highest IoU (A) at every depth", "verdict"] == "inconclusive"
+    # equal values (std 0): Score-CAM is not lower than the others
+    assert mine.loc["Score-CAM has the lowest Average Drop at every depth", "verdict"] == "disagrees"
 
 
 def test_missing_data_gives_no_verdict():
     j = T.judge(pd.DataFrame(columns=["family", "setting", "method", "metric", "mean", "std", "n"]), "batch_norm")
-    assert j["ours"].isna().all() and j["thesis"].notna().all()
+    assert j["ours"].isna().all() and j["thesis"].notna().all() and set(j["verdict"]) == {"n/a"}
 
 
 def test_correlation_verdicts_use_the_thesis_numbers():
     j = T.judge_correlations(T.reference()).set_index("family")
     assert j.loc["depth", "thesis_rho"] == pytest.approx(0.5)  # Score-CAM IoU 16.2, 15.5, 21.0 vs acc 82.2, 83.5, 85.3
     assert j.loc["batch_norm", "thesis_rho"] == pytest.approx(-1.0)
+
+
+def test_best_settings_ignore_references_and_can_skip_flagged_runs():
+    res = _results(flag_seed=0, references=True).assign(family="dropout")
+    res = pd.concat([res, res[res["setting"] == "a"].assign(setting="c", iou_area=lambda d: d["iou_area"] + 5)])
+    agg = T.aggregate(res)
+    assert T.best_settings(agg, method="Score-CAM") == [("dropout", "b")]
+    assert T.best_settings(agg, method="Score-CAM", learned_only=True) == [("dropout", "c")]
+    assert T.best_settings(agg, method="Prior (mean expert map)") == []
+
+
+def test_model_points_carry_learned():
+    pts = T.model_points(_results(flag_seed=1), "scorecam")
+    assert len(pts) == 6 and pts["learned"].sum() == 5 and "iou_area" in pts and "accuracy" in pts
+    assert len(T.model_points(_results(flag_seed=1), "scorecam", learned_only=True)) == 5
+    assert T.model_points(_results().drop(columns="learned"), "scorecam")["learned"].all()
+    unknown = _results(flag_seed=1).astype({"learned": object})
+    unknown.loc[unknown["seed"] == 0, "learned"] = None  # a run that predates the check counts as learned
+    assert T.model_points(unknown, "scorecam")["learned"].sum() == 5
+    assert T.aggregate(unknown)["n_flagged"].max() == 1
+    with pytest.raises(ValueError, match="reference map"):
+        T.model_points(_results(references=True), "prior")
+
+
+def test_correlation_table_side_by_side():
+    from thesislib.stats import correlations
+
+    pts = T.model_points(_results(flag_seed=1), "scorecam")
+    both = T.correlation_table(correlations(pts, "accuracy", ["iou_area"], n_boot=50),
+                               correlations(pts, "accuracy", ["iou_area"], learned_only=True, n_boot=50))
+    assert list(both.columns.get_level_values(0).unique()) == ["all models", "learned only"]
+    assert both.loc[("all", "IoU (A)"), ("all models", "models")] == 6
+    assert both.loc[("all", "IoU (A)"), ("learned only", "models")] == 5
+
+
+def test_method_label_knows_references():
+    assert T.method_label("scorecam") == "Score-CAM" and T.method_label("prior").startswith("Prior")
+    with pytest.raises(ValueError, match="method"):
+        T.method_label("nope")

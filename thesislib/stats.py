@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["correlation", "correlations"]
+__all__ = ["correlation", "correlations", "spearman_rows"]
 
 
 def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -16,6 +16,21 @@ def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (a * b).sum(1) / den, np.nan)
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rho of each row pair (average ranks for ties); NaN where a row is constant.
+
+    Args:
+        a, b: [B, K] arrays, K paired values per row.
+
+    Returns:
+        [B] rho per row.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"a, b: expected two arrays of one shape [B, K], found {a.shape} and {b.shape}")
+    return _row_pearson(stats.rankdata(a, axis=1), stats.rankdata(b, axis=1))
 
 
 def correlation(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
@@ -53,16 +68,23 @@ def correlation(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
 
 
 def correlations(df: pd.DataFrame, x: str, ys: list[str], *, by: str | None = None, unique: str | None = "run_id",
-                 **kwargs) -> pd.DataFrame:
+                 learned_only: bool = False, **kwargs) -> pd.DataFrame:
     """`correlation(df[x], df[y])` for each y, overall and (if `by`) per group.
 
     Args:
         unique: a column whose duplicates count once in the pooled ("all") rows, e.g. a run that
             belongs to several families.
+        learned_only: leave out runs flagged as never learning (df["learned"] False); a run
+            stuck at the majority class sits at one corner of every plot and can make a
+            correlation on its own.
 
     Returns:
         One row per (group, y): group ("all" for the pooled rows), x, y and `correlation`'s fields.
     """
+    if learned_only:
+        if "learned" not in df.columns:
+            raise ValueError(f"learned_only: df has no 'learned' column (columns: {', '.join(map(str, df.columns))})")
+        df = df[df["learned"].astype(bool)]
     rows = []
     pooled = df.drop_duplicates(unique) if unique and unique in df.columns else df
     groups = [("all", pooled)] + (list(df.groupby(by, sort=False)) if by else [])

@@ -1,391 +1,325 @@
-"""Tables: our results in the thesis's shape, the thesis's published numbers beside them, and
-computed claims ("Score-CAM has the highest IoU (A): thesis yes, ours no").
+"""Tables of our results: seed summaries in long format, the thesis's tables with our numbers
+beside theirs, method tables with reference rows, and the helpers the notebooks call.
 
-The thesis's tables ship with the package (reference/reference_tables.csv, one row per table
-cell, percentages as printed). Both the thesis's numbers and ours are brought to one long format
-(family, setting, method, metric, mean, std, n) so the same claim functions judge both.
+The thesis's numbers live in `thesislib.thesis`, claims and verdicts in `thesislib.claims`; the
+names the notebooks used from here before the split are re-exported below. Labels, directions
+and kinds of metrics come from `thesislib.metrics.REGISTRY` only.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
-from importlib import resources
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
+import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
-from thesislib.evaluation import CLASSIFICATION, METRICS
-from thesislib.study.grid import FAMILIES, setting_label
+from thesislib.claims import (CLAIMS, METHOD_CLAIMS, Claim, claims_markdown, judge, judge_correlations,  # noqa: F401
+                              judge_methods, setting_correlation, verdict_counts, verdicts_markdown)
+from thesislib.metrics import REGISTRY, registered
+from thesislib.study.grid import FAMILIES
+from thesislib.thesis import THESIS_METHODS, reference, thesis_notes  # noqa: F401
 
-__all__ = ["reference", "aggregate", "thesis_table", "Claim", "CLAIMS", "judge", "claims_markdown",
-           "THESIS_METHODS", "TABLE_METRICS", "method_table", "judge_methods", "judge_correlations",
-           "setting_correlation", "verdicts_markdown", "method_label", "expert_regions", "best_settings",
-           "generalisation_gap", "model_points", "correlation_table"]
+__all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS", "FLAG", "method_label",
+           "method_kind", "expert_regions", "best_settings", "generalisation_gap", "model_points",
+           "correlation_table", "against_references", "run_health", "conventions_table", "verdict_summary",
+           # re-exported from thesislib.thesis and thesislib.claims
+           "reference", "thesis_notes", "THESIS_METHODS", "Claim", "CLAIMS", "METHOD_CLAIMS", "judge",
+           "judge_methods", "judge_correlations", "setting_correlation", "claims_markdown", "verdicts_markdown",
+           "verdict_counts"]
 
-THESIS_METHODS = ("CAM", "Grad-CAM", "Grad-CAM++", "Score-CAM")
 TABLE_METRICS = ("iou_area", "iou_bbox", "average_drop", "increase_in_confidence")
-_LABELS = {**{k: v for k, (v, _) in CLASSIFICATION.items()}, **{k: v for k, (v, _) in METRICS.items()}}
-_HIGHER = {**{k: h for k, (_, h) in CLASSIFICATION.items()}, **{k: h for k, (_, h) in METRICS.items()}}
+FLAG = "†"
+LEVEL = 0.95  # of the t-interval in every cell
+_LONG = ["family", "setting", "method", "metric", "mean", "std", "n", "lo", "hi", "n_flagged", "kind"]
+_FLAG_NOTE = (f"{FLAG} includes runs that never learned (validation accuracy at the majority-class rate): "
+              "{n} of the runs averaged in this table.")
 
 
-def _reference_overrides(row: pd.Series) -> dict:
-    fam, reg, param, value = row["experiment"], row["regularizer"], row["param"], row["value"]
-    if fam == "depth":
-        return {"depth": int(row["depth"])}
-    if fam in ("epochs", "batch_size"):
-        return {"batch_size": int(row["batch_size"])}
-    if reg == "none":
-        return {}
-    if fam == "weight_decay":
-        return {"penalty": str(param).lower(), "penalty_lambda": float(value)}
-    if fam == "dropout":
-        return {"dropout": float(value)}
-    if fam == "batch_norm":
-        return {"norm": "batch"}
-    if fam == "group_norm":
-        return {"norm": "group", "groups": int(float(value))}
-    if fam == "precode":
-        return {"precode_k": int(float(value)), "precode_beta": float(str(param).split("=")[1])}
-    raise ValueError(f"reference_tables.csv: unknown experiment {fam!r}")
+# -- what a row is ------------------------------------------------------------------------------
+
+def method_label(method: str) -> str:
+    """"scorecam" -> "Score-CAM", "prior" -> "Prior (mean expert map)"."""
+    from thesislib.explain import LABELS
+    from thesislib.references import LABELS as REF_LABELS
+
+    labels = {**LABELS, **REF_LABELS}
+    if method not in labels:
+        raise ValueError(f"method: unknown {method!r}, expected one of {', '.join(labels)}")
+    return labels[method]
 
 
-def reference() -> pd.DataFrame:
-    """The thesis's numbers in long format: table, family, setting, method ('' for classification),
-    metric, mean, std (percent)."""
-    return _reference().copy()
+def method_kind(method: str) -> str:
+    """"reference" for a reference map (prior, ceiling, ...), else "explainer"."""
+    from thesislib.references import REFERENCES
+
+    return "reference" if method in REFERENCES else "explainer"
 
 
-@functools.lru_cache(maxsize=1)
-def _reference() -> pd.DataFrame:
-    with resources.files("thesislib").joinpath("reference/reference_tables.csv").open() as fh:
-        raw = pd.read_csv(fh)
-    out = pd.DataFrame(dict(
-        table=raw["table"].astype(str), family=raw["experiment"],
-        setting=[setting_label(f, _reference_overrides(r)) for f, (_, r) in zip(raw["experiment"], raw.iterrows())],
-        method=raw["method"].fillna(""), metric=raw["metric"], mean=raw["mean"], std=raw["std"]))
-    out["n"] = 3
+def _with_defaults(results: pd.DataFrame) -> pd.DataFrame:
+    """`results` with `learned` and `kind` filled in where the run records predate them."""
+    out = results
+    if "learned" not in out.columns:
+        out = out.assign(learned=True)
+    elif out["learned"].isna().any():  # not recorded: no evidence that the run failed
+        out = out.assign(learned=out["learned"].astype(object).where(out["learned"].notna(), True).astype(bool))
+    if "kind" not in out.columns:
+        out = out.assign(kind=[method_kind(m) for m in out["method"]])
     return out
 
 
-def aggregate(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample std over seeds, long format: family, setting, method, metric, mean, std, n.
+def _interval(mean: pd.Series, std: pd.Series, n: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The LEVEL Student-t interval of a mean; NaN where n < 2."""
+    n = n.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = sps.t.ppf(0.5 + LEVEL / 2, np.where(n > 1, n - 1, np.nan)) * std / np.sqrt(n)
+    return mean - half, mean + half
+
+
+# -- summaries ----------------------------------------------------------------------------------
+
+def aggregate(results: pd.DataFrame, *, learned_only: bool = False) -> pd.DataFrame:
+    """Mean, sample std and 95 % t-interval over seeds, in long format.
 
     Args:
-        results: `thesislib.study.run` output (one row per run x method, metrics in %).
+        results: `thesislib.study.run` output (one row per run x method, metrics in %, optional
+            `learned` and `kind` columns).
+        learned_only: leave out runs flagged as never learning.
+
+    Returns:
+        Columns family, setting, method (label; "" for classification), metric, mean, std (NaN for
+        one seed), n, lo, hi (95 % t-interval of the mean), n_flagged (runs that never learned among
+        the n), kind ("explainer" | "reference"; "" for classification).
     """
     if results.empty:
-        return pd.DataFrame(columns=["family", "setting", "method", "metric", "mean", "std", "n"])
-    present = [m for m in METRICS if m in results.columns]
-    expl = results.melt(id_vars=["family", "setting", "seed", "method_label"], value_vars=present,
+        return pd.DataFrame(columns=_LONG)
+    results = _with_defaults(results)
+    if learned_only:
+        results = results[results["learned"].astype(bool)]
+    per_image = [m.name for m in REGISTRY.values() if m.kind != "classification" and m.name in results.columns]
+    classification = [m.name for m in registered("classification") if m.name in results.columns]
+    keys = ["family", "setting", "seed"]
+    expl = results.melt(id_vars=keys + ["method_label", "kind", "learned"], value_vars=per_image,
                         var_name="metric", value_name="value").rename(columns={"method_label": "method"})
-    runs = results.drop_duplicates(["family", "setting", "seed"])
-    cls = runs.melt(id_vars=["family", "setting", "seed"], value_vars=list(CLASSIFICATION),
-                    var_name="metric", value_name="value").assign(method="")
+    runs = results.drop_duplicates(keys)
+    cls = runs.melt(id_vars=keys + ["learned"], value_vars=classification, var_name="metric",
+                    value_name="value").assign(method="", kind="")
     long = pd.concat([cls, expl], ignore_index=True).dropna(subset=["value"])
-    g = long.groupby(["family", "setting", "method", "metric"], sort=False)["value"]
-    out = g.agg(mean="mean", std="std", n="count").reset_index()
-    out["std"] = out["std"].fillna(0.0)
-    return out
+    long["flagged"] = ~long["learned"].astype(bool)
+    g = long.groupby(["family", "setting", "method", "metric"], sort=False)
+    out = g["value"].agg(mean="mean", std="std", n="count")
+    out["n_flagged"] = g["flagged"].sum().astype(int)
+    out["kind"] = g["kind"].first()
+    out = out.reset_index()
+    out["lo"], out["hi"] = _interval(out["mean"], out["std"], out["n"])
+    return out[_LONG]
 
 
-def _fmt(mean: float, std: float) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0) -> str:
+    """"mean ± std [lo, hi]"; "(n=1)" etc. where fewer than three seeds; FLAG where runs never learned."""
+    if mean is None or pd.isna(mean):
         return "—"
-    return f"{mean:.1f} ± {std:.1f}"
+    text = f"{mean:.1f}"
+    if not pd.isna(std):
+        text += f" ± {std:.1f}"
+    if not (pd.isna(lo) or pd.isna(hi)):
+        text += f" [{lo:.1f}, {hi:.1f}]"
+    if n is not None and not pd.isna(n) and n < 3:
+        text += f" (n={int(n)})"
+    return text + (f" {FLAG}" if flagged else "")
+
+
+@dataclass
+class Table:
+    """A table for the report: the frame, and the notes printed under it (flagged runs, ...)."""
+
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        notes = "".join(f"<p><small>{n}</small></p>" for n in self.notes)
+        return self.frame.to_html() + notes
+
+    def __repr__(self) -> str:
+        return "\n".join([repr(self.frame), *self.notes])
+
+    @property
+    def loc(self):
+        return self.frame.loc
+
+
+def _metric_row(metric: str) -> str:
+    m = REGISTRY[metric]
+    return f"{m.arrow} {m.label}"
+
+
+REFERENCE_PREFIX = "reference: "
 
 
 def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: Sequence[str] | None = None,
                  methods: Sequence[str] = THESIS_METHODS, metrics: Sequence[str] = TABLE_METRICS,
-                 with_thesis: bool = True) -> pd.DataFrame:
-    """A table shaped like the thesis's: rows metric (with ↑/↓) x method, columns setting x (ours, thesis).
+                 with_thesis: bool = True, references: bool = True) -> Table:
+    """A table shaped like the thesis's: rows metric x method, columns setting x (ours, thesis).
 
     Args:
         ours: `aggregate` output.
         family: experiment family (or several, e.g. a family and its baseline share columns).
         settings: column order (default: the order in `ours`).
-        methods: explainers to show (labels as in the thesis).
-        metrics: explainability metrics; classification metrics always come first.
+        methods: explainers to show, by label ("Score-CAM").
+        metrics: explainability metrics (REGISTRY names); classification metrics always come first.
         with_thesis: add the thesis's value beside ours.
+        references: add the reference maps of `ours` (kind "reference": prior, ceiling, ...) under
+            the explainers, labelled "reference: ...".
 
     Returns:
-        A DataFrame of "mean ± std" strings (percent); "—" where a value does not exist.
+        A `Table` of "mean ± std [95 % interval]" strings (percent; "(n=2)" where fewer than three
+        seeds; FLAG where runs that never learned are among them; "—" where a value does not exist),
+        with a note counting the flagged runs.
     """
+    unknown = [m for m in metrics if m not in REGISTRY]
+    if unknown:
+        raise ValueError(f"metrics: {unknown} are not registered, expected names from {', '.join(REGISTRY)}")
     fams = [family] if isinstance(family, str) else list(family)
     ref = reference()
     ref = ref[ref["family"].isin(fams)]
     mine = ours[ours["family"].isin(fams)]
     if settings is None:
         settings = list(dict.fromkeys(mine["setting"])) or list(dict.fromkeys(ref["setting"]))
-    row_keys = [(m, "") for m in CLASSIFICATION] + [(m, meth) for m in metrics for meth in methods]
+    refs = []
+    if references and "kind" in mine.columns:
+        from thesislib.references import LABELS, REFERENCES
 
-    def cell(df: pd.DataFrame, metric: str, method: str, setting: str) -> str:
-        hit = df[(df["metric"] == metric) & (df["method"] == method) & (df["setting"] == setting)]
-        return _fmt(hit["mean"].iloc[0], hit["std"].iloc[0]) if len(hit) else "—"
+        present = set(mine.loc[mine["kind"] == "reference", "method"])
+        refs = [LABELS[r] for r in REFERENCES if LABELS[r] in present]
+        refs += sorted(present - set(refs))
+    classification = [m.name for m in registered("classification")]
+    row_keys = ([(m, "") for m in classification]
+                + [(m, meth) for m in metrics for meth in list(methods) + refs])
 
+    def lookup(df: pd.DataFrame) -> dict:
+        return {k: r for k, r in zip(zip(df["metric"], df["method"], df["setting"]), df.itertuples())}
+
+    def cell(found: dict, metric: str, method: str, setting: str) -> str:
+        r = found.get((metric, method, setting))
+        if r is None:
+            return "—"
+        return _fmt(r.mean, r.std, r.n, getattr(r, "lo", math.nan), getattr(r, "hi", math.nan),
+                    getattr(r, "n_flagged", 0))
+
+    ref_lo, ref_hi = _interval(ref["mean"], ref["std"], ref["n"])
+    mine_at, ref_at = lookup(mine), lookup(ref.assign(lo=ref_lo, hi=ref_hi))
     cols = {}
     for s in settings:
-        cols[(s, "ours")] = [cell(mine, m, meth, s) for m, meth in row_keys]
+        cols[(s, "ours")] = [cell(mine_at, m, meth, s) for m, meth in row_keys]
         if with_thesis:
-            cols[(s, "thesis")] = [cell(ref, m, meth, s) for m, meth in row_keys]
+            cols[(s, "thesis")] = [cell(ref_at, m, meth, s) for m, meth in row_keys]
     index = pd.MultiIndex.from_tuples(
-        [(("↑ " if _HIGHER[m] else "↓ ") + _LABELS[m], meth) for m, meth in row_keys], names=["metric", "method"])
-    table = pd.DataFrame(cols, index=index)
-    table.columns = pd.MultiIndex.from_tuples(table.columns, names=[FAMILIES[fams[0]][1], ""])
-    return table
+        [(_metric_row(m), REFERENCE_PREFIX + meth if meth in refs else meth) for m, meth in row_keys],
+        names=["metric", "method"])
+    frame = pd.DataFrame(cols, index=index)
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=[FAMILIES[fams[0]][1], ""])
+    notes = []
+    if "n_flagged" in mine.columns:
+        flagged = mine[(mine["method"] == "") & mine["setting"].isin(settings)]
+        per_run = flagged.groupby(["family", "setting"])["n_flagged"].max().sum()
+        if per_run:
+            notes.append(_FLAG_NOTE.format(n=int(per_run)))
+    return Table(frame, notes)
 
 
-# -- claims -------------------------------------------------------------------------------------
+def _same_as(results: pd.DataFrame, labels: list[str], columns: list[str]) -> dict[str, str]:
+    """Label -> label of an earlier method it duplicates.
 
-def _value(df: pd.DataFrame, setting: str, metric: str, method: str = "") -> float | None:
-    hit = df[(df["setting"] == setting) & (df["metric"] == metric) & (df["method"] == method)]
-    return float(hit["mean"].iloc[0]) if len(hit) else None
-
-
-TIE = "(tie)"
-
-
-def _best(values: dict[str, float | None], higher: bool) -> str | None:
-    """The key with the best value; TIE if several share it; None if there are no values."""
-    vals = {k: v for k, v in values.items() if v is not None and not math.isnan(v)}
-    if not vals:
-        return None
-    top = (max if higher else min)(vals.values())
-    winners = [k for k, v in vals.items() if v == top]
-    return winners[0] if len(winners) == 1 else TIE
-
-
-def best_setting_is(setting: str, metric: str, method: str = "", among: Sequence[str] | None = None):
-    """Claim: `setting` has the best `metric` (of `method`) among the family's settings."""
-    def check(df: pd.DataFrame) -> bool | None:
-        settings = among or list(dict.fromkeys(df["setting"]))
-        winner = _best({s: _value(df, s, metric, method) for s in settings}, _HIGHER[metric])
-        return None if winner is None or _value(df, setting, metric, method) is None else winner == setting
-    return check
-
-
-def best_method_is(method: str, metric: str, every_setting: bool = True, methods: Sequence[str] = THESIS_METHODS):
-    """Claim: `method` has the best `metric` (at every setting, or on average over settings)."""
-    def check(df: pd.DataFrame) -> bool | None:
-        settings = list(dict.fromkeys(df["setting"]))
-        per = []
-        for s in settings:
-            w = _best({m: _value(df, s, metric, m) for m in methods}, _HIGHER[metric])
-            if w is not None:
-                per.append(w == method)
-        if not per:
-            return None
-        return all(per) if every_setting else sum(per) > len(per) / 2
-    return check
-
-
-def better_than(a: str, b: str, metric: str, method: str = "", every: Sequence[str] | None = None):
-    """Claim: setting `a` beats setting `b` on `metric` (for each of the settings `every` in place of a)."""
-    def check(df: pd.DataFrame) -> bool | None:
-        higher = _HIGHER[metric]
-        vb = _value(df, b, metric, method)
-        results = []
-        for s in (every or [a]):
-            va = _value(df, s, metric, method)
-            if va is None or vb is None:
-                continue
-            results.append(va > vb if higher else va < vb)
-        return all(results) if results else None
-    return check
-
-
-def all_others_worse(baseline: str, metric: str, method: str = ""):
-    """Claim: every non-baseline setting of the family is worse than the baseline."""
-    def check(df: pd.DataFrame) -> bool | None:
-        vb = _value(df, baseline, metric, method)
-        others = [s for s in dict.fromkeys(df["setting"]) if s != baseline]
-        vals = [_value(df, s, metric, method) for s in others]
-        vals = [v for v in vals if v is not None]
-        if vb is None or not vals:
-            return None
-        return all((v < vb) if _HIGHER[metric] else (v > vb) for v in vals)
-    return check
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A statement of the thesis about one family, checkable on any long-format table."""
-
-    text: str
-    family: str
-    check: Callable[[pd.DataFrame], bool | None]
-
-
-CLAIMS: list[Claim] = [
-    Claim("ResNet-50 has the highest accuracy", "depth", best_setting_is("50", "accuracy")),
-    Claim("ResNet-50 has the highest Score-CAM IoU (A)", "depth", best_setting_is("50", "iou_area", "Score-CAM")),
-    Claim("Score-CAM has the highest IoU (A) at every depth", "depth", best_method_is("Score-CAM", "iou_area")),
-    Claim("Score-CAM has the lowest Average Drop at every depth", "depth", best_method_is("Score-CAM", "average_drop")),
-    Claim("Score-CAM has the highest IoU (A) after long training", "epochs", best_method_is("Score-CAM", "iou_area")),
-    Claim("Batch size 256 has the highest accuracy", "batch_size", best_setting_is("256", "accuracy")),
-    Claim("Batch size 256 has the highest Score-CAM IoU (A)", "batch_size", best_setting_is("256", "iou_area", "Score-CAM")),
-    Claim("Score-CAM has the highest IoU (A) at every batch size", "batch_size", best_method_is("Score-CAM", "iou_area")),
-    Claim("Every weight-decay setting lowers Score-CAM IoU (A) below the baseline", "weight_decay",
-          all_others_worse("baseline", "iou_area", "Score-CAM")),
-    Claim("L1 with λ = 1e-4 has the best Score-CAM IoU (A) of the weight-decay settings", "weight_decay",
-          best_setting_is("L1 1e-04", "iou_area", "Score-CAM",
-                          among=["L1 1e-05", "L1 1e-04", "L1 1e-03", "L2 1e-05", "L2 1e-04", "L2 1e-03"])),
-    Claim("Every dropout rate lowers Score-CAM IoU (A) below the baseline", "dropout",
-          all_others_worse("baseline", "iou_area", "Score-CAM")),
-    Claim("Dropout 0.75 has the lowest Score-CAM IoU (A)", "dropout",
-          lambda df: (lambda w: None if w is None else w == "0.75")(
-              _best({s: _value(df, s, "iou_area", "Score-CAM") for s in dict.fromkeys(df["setting"])}, False))),
-    Claim("BatchNorm raises Score-CAM IoU (A) over the baseline", "batch_norm",
-          better_than("BatchNorm", "baseline", "iou_area", "Score-CAM")),
-    Claim("BatchNorm lowers accuracy (a trade-off)", "batch_norm",
-          lambda df: (lambda a, b: None if a is None or b is None else a < b)(
-              _value(df, "BatchNorm", "accuracy"), _value(df, "baseline", "accuracy"))),
-    Claim("GroupNorm with 64 groups has the best Score-CAM IoU (A) of the group sizes", "group_norm",
-          best_setting_is("64", "iou_area", "Score-CAM", among=["16", "32", "64"])),
-    Claim("GroupNorm with 64 groups raises Score-CAM IoU (A) over the baseline", "group_norm",
-          better_than("64", "baseline", "iou_area", "Score-CAM")),
-    Claim("β = 1e-3, k = 512 has the best Score-CAM IoU (A) of the PRECODE settings", "precode",
-          lambda df: best_setting_is("β=1e-03, k=512", "iou_area", "Score-CAM",
-                                     among=[s for s in dict.fromkeys(df["setting"]) if s != "baseline"])(df)),
-    Claim("Some PRECODE setting raises Score-CAM IoU (A) over the baseline", "precode",
-          lambda df: (lambda vb, vals: None if vb is None or not vals else any(v > vb for v in vals))(
-              _value(df, "baseline", "iou_area", "Score-CAM"),
-              [v for s in dict.fromkeys(df["setting"]) if s != "baseline"
-               for v in [_value(df, s, "iou_area", "Score-CAM")] if v is not None])),
-]
-
-
-def judge(ours: pd.DataFrame, family: str | None = None) -> pd.DataFrame:
-    """Each claim (of `family`) judged on the thesis's numbers and on ours.
-
-    Returns:
-        Columns family, claim, thesis, ours (True / False / None where the data is missing), agree.
+    From the evaluation's `same_as` column where present (a method key or label), else where
+    every per-run metric of two methods is equal (identical maps give identical metrics).
     """
-    ref = reference()
-    rows = []
-    for c in CLAIMS:
-        if family is not None and c.family != family:
+    out = {}
+    if "same_as" in results.columns:
+        for label, other in results.groupby("method_label", sort=False)["same_as"].first().items():
+            if isinstance(other, str) and other:
+                try:
+                    out[label] = method_label(other)
+                except ValueError:
+                    out[label] = other
+    # methods scored in separate evaluations of a run were never compared map to map: fall back
+    # to their per-run metrics
+    explainers = set(results.loc[results["kind"] == "explainer", "method_label"]) if "kind" in results else set(labels)
+    labels = [lab for lab in labels if lab in explainers]
+    wide = results.pivot_table(index="run_id", columns="method_label", values=columns, aggfunc="first")
+    for i, a in enumerate(labels):
+        if a in out:
             continue
-        t = c.check(ref[ref["family"] == c.family])
-        o = c.check(ours[ours["family"] == c.family]) if not ours.empty else None
-        rows.append(dict(family=c.family, claim=c.text, thesis=t, ours=o,
-                         agree=None if t is None or o is None else t == o))
-    return pd.DataFrame(rows)
-
-
-def _yes(v: bool | None) -> str:
-    return "n/a" if v is None else "yes" if v else "no"
-
-
-def claims_markdown(ours: pd.DataFrame, family: str):
-    """The claims of `family` as Markdown lines for the report: "claim: thesis yes, ours no"."""
-    return verdicts_markdown(judge(ours, family))
-
-
-# -- RQ3: methods across settings ---------------------------------------------------------------
-
-def method_table(results: pd.DataFrame, metrics: Sequence[str] = ("iou_area", "iou_bbox", "average_drop",
-                                                                   "increase_in_confidence", "pointing_game",
-                                                                   "relevance_mass")) -> pd.DataFrame:
-    """Every method's metrics over all runs of `results` (mean ± std over runs, %) and its time per image."""
-    present = [m for m in metrics if m in results.columns]
-    g = results.groupby("method_label", sort=False)
-    out = pd.DataFrame({("↑ " if _HIGHER[m] else "↓ ") + _LABELS[m]:
-                        [_fmt(a, b) for a, b in zip(g[m].mean(), g[m].std().fillna(0))] for m in present},
-                       index=g.size().index)
-    out["ms per image"] = (g["seconds_per_image"].mean() * 1000).round(1).astype(str)
-    out["constant maps"] = g["constant_heatmaps"].sum().astype(int)
-    out.index.name = "method"
+        for b in labels[:i]:
+            if b in out:
+                continue
+            va, vb = wide.xs(a, axis=1, level=1), wide.xs(b, axis=1, level=1)
+            if va.notna().any().any() and np.allclose(va.to_numpy(float), vb.to_numpy(float), atol=1e-6,
+                                                      equal_nan=True):
+                out[a] = b
+                break
     return out
 
 
-def _methods_view(long: pd.DataFrame, families: Sequence[str]) -> pd.DataFrame:
-    part = long[long["family"].isin(families)].copy()
-    part["setting"] = part["family"] + ":" + part["setting"]
-    return part
+def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
+                 metrics: Sequence[str] | None = None) -> Table:
+    """Every method's metrics over the runs of `results`: explainers, then reference maps.
 
+    Args:
+        results: `thesislib.study.run` output; a run shared by several families counts once
+            unless `by` includes "family".
+        by: results column(s) to split the rows by, e.g. "family".
+        metrics: REGISTRY names (default: every registered localisation and faithfulness metric present).
 
-METHOD_CLAIMS = [
-    Claim("Score-CAM has the highest IoU (A) in most settings", "methods",
-          best_method_is("Score-CAM", "iou_area", every_setting=False)),
-    Claim("Score-CAM has the highest IoU (BB) in most settings", "methods",
-          best_method_is("Score-CAM", "iou_bbox", every_setting=False)),
-    Claim("Score-CAM has the lowest Average Drop in most settings", "methods",
-          best_method_is("Score-CAM", "average_drop", every_setting=False)),
-    Claim("Score-CAM has the highest Increase in Confidence in most settings", "methods",
-          best_method_is("Score-CAM", "increase_in_confidence", every_setting=False)),
-    Claim("CAM has the lowest IoU (A) in most settings", "methods",
-          lambda df: best_method_is("CAM", "iou_area", every_setting=False)(
-              df.assign(mean=-df["mean"]) if not df.empty else df)),
-]
-
-
-def judge_methods(ours: pd.DataFrame) -> pd.DataFrame:
-    """RQ3's claims: thesis over its Tables 5.2-5.4, ours over all settings in `ours`."""
-    ref = _methods_view(reference(), ["depth", "epochs", "batch_size"])
-    mine = ours.assign(setting=ours["family"] + ":" + ours["setting"]) if not ours.empty else ours
+    Returns:
+        A `Table`, rows (by..., method), columns: the metrics as "mean ± std [95 % interval]" over
+        runs (%, FLAG where runs that never learned are among them), "ms per image", "constant maps",
+        "kind" and "same as" ("= Grad-CAM" where a method gives another's maps on these models;
+        the row is kept).
+    """
+    results = _with_defaults(results)
+    by = [] if by is None else [by] if isinstance(by, str) else list(by)
+    missing = [b for b in by if b not in results.columns]
+    if missing:
+        raise ValueError(f"by: {missing} not in results (columns: {', '.join(map(str, results.columns))})")
+    if metrics is None:
+        metrics = [m.name for m in REGISTRY.values() if m.kind != "classification"]
+    present = [m for m in metrics if m in results.columns]
+    if "run_id" in results.columns:
+        results = results.drop_duplicates(by + ["run_id", "method"])
+    order = {"explainer": 0, "reference": 1}
+    labels = list(dict.fromkeys(results.sort_values("kind", key=lambda k: k.map(order), kind="stable")["method_label"]))
     rows = []
-    for c in METHOD_CLAIMS:
-        t, o = c.check(ref), c.check(mine) if not mine.empty else None
-        rows.append(dict(family=c.family, claim=c.text, thesis=t, ours=o, agree=None if t is None or o is None else t == o))
-    return pd.DataFrame(rows)
-
-
-# -- RQ6: does accuracy go with explainability? -------------------------------------------------
-
-CORRELATION_FAMILIES = {"depth": +1, "batch_size": -1, "weight_decay": -1, "dropout": -1, "batch_norm": -1,
-                        "group_norm": -1, "precode": -1}
-_FAMILY_WORDS = {"depth": "depths", "batch_size": "batch sizes", "weight_decay": "weight-decay settings",
-                 "dropout": "dropout rates", "batch_norm": "baseline vs BatchNorm",
-                 "group_norm": "group sizes", "precode": "PRECODE settings"}
-
-
-def setting_correlation(long: pd.DataFrame, family: str, metric: str = "iou_area", method: str = "Score-CAM") -> float | None:
-    """Spearman correlation, across a family's settings, of mean accuracy and mean `metric` of `method`."""
-    from scipy.stats import spearmanr
-
-    part = long[long["family"] == family]
-    acc = part[(part["metric"] == "accuracy")].set_index("setting")["mean"]
-    exp = part[(part["metric"] == metric) & (part["method"] == method)].set_index("setting")["mean"]
-    both = pd.concat([acc, exp], axis=1, join="inner").dropna()
-    if len(both) < 2 or both.iloc[:, 0].nunique() < 2 or both.iloc[:, 1].nunique() < 2:
-        return None
-    return float(spearmanr(both.iloc[:, 0], both.iloc[:, 1]).statistic)
-
-
-def judge_correlations(ours: pd.DataFrame, metric: str = "iou_area", method: str = "Score-CAM") -> pd.DataFrame:
-    """The thesis's RQ6 conclusion per family (accuracy and explainability rise together across
-    depths; they trade off elsewhere), judged by the sign of the across-settings Spearman correlation."""
-    ref = reference()
-    rows = []
-    for fam, sign in CORRELATION_FAMILIES.items():
-        words = "rise together" if sign > 0 else "trade off"
-        text = f"Accuracy and {method} {_LABELS[metric]} {words} across {_FAMILY_WORDS[fam]}"
-        rt, ro = setting_correlation(ref, fam, metric, method), setting_correlation(ours, fam, metric, method)
-        t = None if rt is None else (rt > 0) == (sign > 0)
-        o = None if ro is None else (ro > 0) == (sign > 0)
-        rows.append(dict(family=fam, claim=text, thesis=t, ours=o, thesis_rho=rt, ours_rho=ro,
-                         agree=None if t is None or o is None else t == o))
-    return pd.DataFrame(rows)
-
-
-def verdicts_markdown(judged: pd.DataFrame):
-    """Markdown lines "claim: thesis yes, ours no" for a `judge*` table."""
-    from IPython.display import Markdown
-
-    lines = [f"- {r.claim}: thesis **{_yes(r.thesis)}**, ours **{_yes(r.ours)}**" for r in judged.itertuples()]
-    return Markdown("\n".join(lines) if lines else "_No thesis claims for this table._")
+    for keys, g in results.groupby(by + ["method_label"], sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        flagged = int((~g["learned"].astype(bool)).sum())
+        row = dict(zip(by + ["method"], keys))
+        for m in present:
+            v = g[m].dropna()
+            n, mean, std = len(v), v.mean(), v.std()
+            lo, hi = _interval(pd.Series([mean]), pd.Series([std]), pd.Series([n]))
+            row[_metric_row(m)] = _fmt(mean, std, n, lo.iloc[0], hi.iloc[0], flagged)
+        if "seconds_per_image" in g.columns:
+            row["ms per image"] = round(float(g["seconds_per_image"].mean()) * 1000, 1)
+        if "constant_heatmaps" in g.columns:
+            row["constant maps"] = int(g["constant_heatmaps"].sum())
+        row["kind"] = g["kind"].iloc[0]
+        row["_flagged"] = flagged
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["_order"] = frame["method"].map({lab: i for i, lab in enumerate(labels)})
+    frame = frame.sort_values(by + ["_order"], kind="stable")
+    same = _same_as(results, labels, present) if "run_id" in results.columns else {}
+    frame["same as"] = frame["method"].map(lambda lab: f"= {same[lab]}" if lab in same else "")
+    runs = results.drop_duplicates(by + ["run_id"]) if "run_id" in results.columns else results
+    n_flagged = int((~runs["learned"].astype(bool)).sum())
+    frame = frame.drop(columns=["_order", "_flagged"]).set_index(by + ["method"])
+    notes = [_FLAG_NOTE.format(n=n_flagged)] if n_flagged else []
+    return Table(frame, notes)
 
 
 # -- helpers the notebooks call -----------------------------------------------------------------
-
-def method_label(method: str) -> str:
-    """"scorecam" -> "Score-CAM"."""
-    from thesislib.explain import LABELS
-
-    return LABELS[method]
-
 
 def expert_regions(data) -> pd.DataFrame:
     """How large the Otsu foreground of the expert maps of a split is (% of the image)."""
@@ -404,14 +338,24 @@ def expert_regions(data) -> pd.DataFrame:
     return out
 
 
-def best_settings(ours: pd.DataFrame, *, method: str = "Score-CAM", metric: str = "iou_area") -> list[tuple[str, str]]:
-    """(family, setting) of the baseline and of each family's best non-baseline setting by `metric`."""
+def best_settings(ours: pd.DataFrame, *, method: str = "Score-CAM", metric: str = "iou_area",
+                  learned_only: bool = False) -> list[tuple[str, str]]:
+    """(family, setting) of the baseline and of each family's best non-baseline setting by `metric`.
+
+    Args:
+        ours: `aggregate` output; reference rows never count.
+        learned_only: skip settings whose seeds include a run that never learned.
+    """
     part = ours[(ours["method"] == method) & (ours["metric"] == metric)]
+    if "kind" in part.columns:
+        part = part[part["kind"] != "reference"]
+    if learned_only and "n_flagged" in part.columns:
+        part = part[part["n_flagged"] == 0]
     picks: list[tuple[str, str]] = []
     if (part["setting"] == "baseline").any():
         picks.append((part[part["setting"] == "baseline"]["family"].iloc[0], "baseline"))
     for fam, g in part[part["setting"] != "baseline"].groupby("family", sort=False):
-        best = g.loc[g["mean"].idxmax() if _HIGHER[metric] else g["mean"].idxmin()]
+        best = g.loc[g["mean"].idxmax() if REGISTRY[metric].higher else g["mean"].idxmin()]
         picks.append((fam, best["setting"]))
     return picks
 
@@ -429,25 +373,168 @@ def generalisation_gap(hist: pd.DataFrame) -> pd.DataFrame:
     return out.round(3)
 
 
-def model_points(results: pd.DataFrame, method: str) -> pd.DataFrame:
-    """One row per trained model and family: classification and the `method`'s metrics (%).
+def model_points(results: pd.DataFrame, method: str, *, learned_only: bool = False) -> pd.DataFrame:
+    """One row per trained model and family: classification, `learned` and the `method`'s metrics (%).
 
     A run shared by several families (the baseline) appears once per family; `stats.correlations`
     counts it once in the pooled correlation (unique="run_id").
+
+    Args:
+        method: method key ("scorecam"), as in results["method"]; never a reference map.
+        learned_only: leave out runs that never learned.
     """
+    results = _with_defaults(results)
     part = results[results["method"] == method]
-    cols = ["family", "setting", "seed", "run_id", *CLASSIFICATION, *[m for m in METRICS if m in part.columns]]
-    return part[cols].drop_duplicates(["family", "run_id"]).reset_index(drop=True)
+    if (part["kind"] == "reference").any():
+        raise ValueError(f"method: {method!r} is a reference map, expected an explainer")
+    metric_cols = [m.name for m in REGISTRY.values() if m.name in part.columns]
+    cols = ["family", "setting", "seed", "run_id", "learned", *metric_cols]
+    out = part[cols].drop_duplicates(["family", "run_id"]).reset_index(drop=True)
+    return out[out["learned"].astype(bool)].reset_index(drop=True) if learned_only else out
 
 
-def correlation_table(corr: pd.DataFrame) -> pd.DataFrame:
-    """`stats.correlations` output as a readable table: r [95 % CI] per group and metric."""
-    def ci(r, lo, hi):
-        return "—" if pd.isna(r) else f"{r:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+def _ci(r, lo, hi) -> str:
+    return "—" if pd.isna(r) else f"{r:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
+
+def _corr_frame(corr: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
-        "group": corr["group"], "explainability": corr["y"].map(lambda m: _LABELS.get(m, m)), "models": corr["n"],
-        "Pearson r [95% CI]": [ci(*v) for v in corr[["pearson", "pearson_lo", "pearson_hi"]].itertuples(index=False)],
-        "Spearman ρ [95% CI]": [ci(*v) for v in corr[["spearman", "spearman_lo", "spearman_hi"]].itertuples(index=False)],
+        "group": corr["group"], "explainability": corr["y"].map(lambda m: REGISTRY[m].label if m in REGISTRY else m),
+        "models": corr["n"],
+        "Pearson r [95% CI]": [_ci(*v) for v in corr[["pearson", "pearson_lo", "pearson_hi"]].itertuples(index=False)],
+        "Spearman ρ [95% CI]": [_ci(*v) for v in corr[["spearman", "spearman_lo", "spearman_hi"]].itertuples(index=False)],
     })
     return out.set_index(["group", "explainability"])
+
+
+def correlation_table(corr: pd.DataFrame, learned: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`stats.correlations` output as a readable table: r [95 % CI] per group and metric.
+
+    Args:
+        corr: `stats.correlations(points, ...)` over all models.
+        learned: the same with `learned_only=True`; if given, both side by side under
+            "all models" and "learned only".
+    """
+    if learned is None:
+        return _corr_frame(corr)
+    return pd.concat({"all models": _corr_frame(corr), "learned only": _corr_frame(learned)}, axis=1)
+
+
+# -- explainers against what a trivial and the best possible answer score ------------------------
+
+def against_references(ours: pd.DataFrame, metric: str = "iou_area", *, family: str | Sequence[str] | None = None,
+                       learned_only: bool = True) -> Table:
+    """Per family: the best explainer (over settings and methods) beside the data prior and the
+    ceiling on the same runs, and whether some explainer beats the prior beyond seed noise.
+
+    The verdict is the claims judge on "some explainer at some setting beats the prior of its own
+    runs" (one comparison per explainer x setting, Bonferroni-corrected), so picking the best of
+    many does not by itself make a winner.
+
+    Args:
+        ours: `aggregate` output (references present as kind "reference").
+        metric: a localisation metric of the registry.
+        family: restrict to these families.
+        learned_only: ignored here (pass `aggregate(results, learned_only=True)` to leave flagged
+            runs out); kept for symmetry with `best_settings`.
+
+    Returns:
+        A `Table` with rows per family: best explainer, its value, prior, ceiling, share of the
+        ceiling reached, and "beats the prior" (yes / no / inconclusive).
+    """
+    from thesislib.claims import Any, Cells, _greater, decide
+    from thesislib.references import LABELS as REF
+
+    m = REGISTRY[metric]
+    part = ours[ours["metric"] == metric]
+    if family is not None:
+        part = part[part["family"].isin([family] if isinstance(family, str) else list(family))]
+    rows = []
+    for fam, g in part.groupby("family", sort=False):
+        expl = g[g["kind"] == "explainer"].dropna(subset=["mean"])
+        if expl.empty:
+            continue
+        best = expl.loc[expl["mean"].idxmax() if m.higher else expl["mean"].idxmin()]
+
+        def cell(label: str, setting: str):
+            hit = g[(g["method"] == label) & (g["setting"] == setting)]
+            return hit.iloc[0] if len(hit) else None
+
+        prior, ceiling = cell(REF["prior"], best["setting"]), cell(REF["ceiling"], best["setting"])
+        leaves = []
+        for r in expl.itertuples():
+            if cell(REF["prior"], r.setting) is not None:
+                a, b = (r.setting, metric, r.method), (r.setting, metric, REF["prior"])
+                leaves.append(_greater(a, b) if m.higher else _greater(b, a))
+        verdict = decide(Any(tuple(leaves)), Cells(g))[0] if leaves else "n/a"
+        fmt = lambda r: "—" if r is None else _fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
+        share = (best["mean"] / ceiling["mean"] * 100) if ceiling is not None and ceiling["mean"] else math.nan
+        rows.append({"family": FAMILIES.get(fam, (None, fam))[1], "best explainer": f"{best['method']} ({best['setting']})",
+                     f"{m.arrow} {m.label}": fmt(best), REF["prior"]: fmt(prior), REF["ceiling"]: fmt(ceiling),
+                     "% of ceiling": "—" if math.isnan(share) else f"{share:.0f}",
+                     "beats the prior (95 %)": verdict})
+    frame = pd.DataFrame(rows).set_index("family") if rows else pd.DataFrame()
+    notes = ["Prior: the training split's mean expert map, the same map for every image. Ceiling: the expert "
+             "map itself at the CAM grid (area-downsampled to layer4's grid, upsampled like a CAM): what a "
+             "perfect explainer at this resolution would score."]
+    return Table(frame, notes)
+
+
+def run_health(results: pd.DataFrame):
+    """Markdown: which runs never learned (flagged in every table and figure that uses them)."""
+    from IPython.display import Markdown
+
+    if results.empty:
+        return Markdown("_No runs._")
+    runs = _with_defaults(results).drop_duplicates("run_id")
+    bad = runs[~runs["learned"].astype(bool)]
+    if bad.empty:
+        return Markdown(f"All {len(runs)} runs learned (validation accuracy above the majority-class rate by more "
+                        "than two binomial standard errors).")
+    lines = [f"- {FAMILIES.get(r.family, (None, r.family))[1]} · {r.setting} · seed {r.seed}: "
+             f"test accuracy {r.accuracy:.1f} %" for r in bad.itertuples()]
+    return Markdown(f"**{len(bad)} of {len(runs)} runs never learned** (validation accuracy not above the "
+                    f"majority-class rate by two binomial standard errors); they are marked {FLAG} in the tables "
+                    "and with an X in the figures:\n" + "\n".join(lines))
+
+
+def conventions_table(ours: pd.DataFrame, family: str | Sequence[str] = "depth",
+                      methods: Sequence[str] = THESIS_METHODS) -> Table:
+    """Average Drop and Increase in Confidence under both masking conventions beside the thesis's,
+    each the mean over the family's settings (%)."""
+    fams = [family] if isinstance(family, str) else list(family)
+    ref = reference()
+    ref, mine = ref[ref["family"].isin(fams)], ours[ours["family"].isin(fams)]
+
+    def mean_of(df: pd.DataFrame, metric: str, method: str) -> str:
+        v = df[(df["metric"] == metric) & (df["method"] == method)]["mean"]
+        return "—" if v.empty else f"{v.mean():.1f}"
+
+    rows = []
+    for meth in methods:
+        rows.append({"method": meth,
+                     "AD thesis": mean_of(ref, "average_drop", meth),
+                     "AD ours (normalised × map)": mean_of(mine, "average_drop", meth),
+                     "AD ours (image × map, black outside)": mean_of(mine, "average_drop_black", meth),
+                     "IiC thesis": mean_of(ref, "increase_in_confidence", meth),
+                     "IiC ours (normalised × map)": mean_of(mine, "increase_in_confidence", meth),
+                     "IiC ours (black outside)": mean_of(mine, "increase_in_confidence_black", meth)})
+    return Table(pd.DataFrame(rows).set_index("method"),
+                 [f"Means over the settings of {', '.join(FAMILIES[f][1] for f in fams)}, in %."])
+
+
+def verdict_summary(ours: pd.DataFrame) -> Table:
+    """Counts of every claim's verdict in the report (family claims, RQ3's method claims, RQ6's
+    correlation claims): ours (agrees / disagrees / inconclusive) and the thesis's own numbers."""
+    judged = pd.concat([judge(ours), judge_methods(ours[ours["method"].isin(THESIS_METHODS + ("",))]),
+                        judge_correlations(ours)], ignore_index=True)
+    ours_counts = verdict_counts(judged)
+    thesis_counts = judged["thesis"].fillna("n/a").value_counts().to_dict()
+    frame = pd.DataFrame({
+        "our runs": {k: ours_counts.get(k, 0) for k in ("agrees", "disagrees", "inconclusive", "n/a")},
+        "the thesis's own numbers": {"agrees": thesis_counts.get("yes", 0), "disagrees": thesis_counts.get("no", 0),
+                                     "inconclusive": thesis_counts.get("inconclusive", 0),
+                                     "n/a": thesis_counts.get("n/a", 0)}})
+    frame.index.name = f"{len(judged)} claims"
+    return Table(frame, ["For the thesis's column, \"agrees\" means its own tables support its claim beyond its "
+                         "seed noise (mean, std, n = 3), \"disagrees\" that they contradict it."])
