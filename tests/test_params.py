@@ -5,6 +5,7 @@ from pathlib import Path
 
 import papermill as pm
 import pytest
+import yaml
 
 from thesislib import study
 from thesislib.study.config import RunConfig
@@ -33,7 +34,7 @@ def _same_shape(a, b) -> bool:
 def test_params_file_matches_the_notebooks_parameters_cell(scale, name):
     defaults = _parameters(name)
     assert defaults, f"{name}: no cell tagged 'parameters'"
-    values = study.load_params(ROOT / "params" / scale / f"{name}.yaml")
+    values = study.load_params(ROOT / "params" / scale / f"{name}.yaml", keys=defaults)
     unknown = set(values) - set(defaults)
     assert not unknown, f"params/{scale}/{name}.yaml: keys {unknown} are not parameters of {name}.ipynb"
     for key, value in values.items():
@@ -107,7 +108,33 @@ def test_thesis_params_expand_to_exactly_the_thesis_grid(monkeypatch):
     assert long["epochs"] == 300
 
 
-def test_default_params_hold_every_factor_and_level_with_two_seeds():
+def test_default_params_hold_every_factor_and_level_with_three_seeds_a_7x7_grid_and_128_images():
+    from thesislib.models import cam_grid
+
     g = study.study_grid(ROOT / "params" / "default")
     assert {(f, s) for f, s in zip(g["family"], g["setting"])} == THESIS_LEVELS
-    assert set(g["seed"]) == {0, 1}
+    assert set(g["seed"]) == {0, 1, 2}
+    for cfg in g["config"]:
+        assert cam_grid(cfg.stem, cfg.input_size) >= 7
+        assert cfg.eval_images is None or cfg.eval_images >= 128
+
+
+def test_default_batch_sizes_take_equal_optimiser_steps():
+    """Every batch size of RQ2 takes about the baseline's number of optimiser steps (so all can learn)."""
+    import math
+
+    g = study.study_grid(ROOT / "params" / "default")
+    n_train = 600  # the embedded synthetic set: 1,000 images, 60 % for training
+    steps = {c.batch_size: c.epochs * math.ceil(n_train / c.batch_size)
+             for c, f in zip(g["config"], g["family"]) if f == "batch_size"}
+    assert len(steps) == 5
+    assert max(steps.values()) / min(steps.values()) < 1.2, steps
+
+
+def test_shared_params_are_written_once_per_scale():
+    """What every notebook of a scale shares lives in shared.yaml, not in each notebook's file."""
+    for scale in SCALES:
+        assert (ROOT / "params" / scale / "shared.yaml").is_file()
+        for name in NOTEBOOKS:
+            own = yaml.safe_load((ROOT / "params" / scale / f"{name}.yaml").read_text())
+            assert not {"data", "runs", "seeds"} & set(own), f"params/{scale}/{name}.yaml repeats shared keys"

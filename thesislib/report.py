@@ -84,6 +84,13 @@ def _failed_cell(executed: Path, exec_count: int | None) -> str:
     return f"cell In [{exec_count}]"
 
 
+def notebook_parameters(notebook: Path) -> list[str]:
+    """The names a notebook's `parameters` cell defines (what papermill may inject)."""
+    import papermill as pm
+
+    return list(pm.inspect_notebook(str(notebook)))
+
+
 def build_report(params: str | os.PathLike = "params/default", *, data: str | None = None,
                  out: str | os.PathLike = "reports/index.html", notebooks: list[str] | None = None,
                  workdir: str | os.PathLike | None = None) -> bool:
@@ -112,7 +119,8 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
         raise ConfigError(f"{params_dir}: no params for {', '.join(missing)} (expected {', '.join(f'{m}.yaml' for m in missing)})")
     if not names:
         raise ConfigError(f"{params_dir}: no notebook params found (expected files like 01_depth.yaml)")
-    all_params = {n: load_params(params_dir / f"{n}.yaml") for n in names}
+    all_params = {n: load_params(params_dir / f"{n}.yaml", keys=notebook_parameters(root / "notebooks" / f"{n}.ipynb"))
+                  for n in names}
     if data is not None and not str(data).startswith("synthetic"):
         from thesislib.data import resolve_root, scan
 

@@ -4,7 +4,8 @@ A notebook's params hold a `base` config (overrides of `RunConfig`'s defaults), 
 (family -> list of overrides, one per setting; {} is the family's baseline) and `seeds`.
 `grid(...)` expands them into one row per family x setting x seed with its RunConfig;
 `run(grid)` trains and evaluates what is missing and returns one row per run x method with the
-run's mean metrics (%), its classification metrics (%) and the grid's columns.
+run's mean metrics (%), its classification metrics (%), the grid's columns and `learned` (False
+for a run whose best checkpoint did not beat the majority class, see `thesislib.train.learning_check`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["FAMILIES", "grid", "run", "results", "histories", "images", "setting_label", "load_params",
-           "study_grid", "NOTEBOOKS", "find_run", "describe", "long_run_experiments", "load_models"]
+           "study_grid", "NOTEBOOKS", "find_run", "describe", "long_run_experiments", "load_models",
+           "mean_maps", "input_scaling", "bottlenecks"]
 
 # family -> (thesis table, title); the order is the report's
 FAMILIES = {
@@ -49,8 +51,8 @@ def setting_label(family: str, overrides: dict[str, Any]) -> str:
     o = overrides
     if family == "depth" and set(o) == {"depth"}:
         return str(o["depth"])
-    if family == "batch_size" and set(o) == {"batch_size"}:
-        return str(o["batch_size"])
+    if family == "batch_size" and "batch_size" in o and set(o) <= {"batch_size", "epochs"}:
+        return str(o["batch_size"])  # the epochs that give equal optimiser steps are a schedule, not a setting
     if family == "epochs" and set(o) == {"batch_size"}:
         return f"batch {o['batch_size']}"
     if family == "weight_decay" and set(o) == {"penalty", "penalty_lambda"}:
@@ -129,34 +131,48 @@ def _with_runs(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def results(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per grid row x method: the grid's columns, the run's mean metrics and classification (%)."""
+def _learned(run: Run) -> bool | None:
+    """done.json's verdict on whether the run learned (None if not trained or not recorded)."""
+    return run.summary().get("learned") if run.trained else None
+
+
+def results(table: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """One row per grid row x method (and reference map): the grid's columns, `learned`, and every
+    column of the run's `summarize` (mean metrics and classification in %, kind, same_as, ...).
+
+    Args:
+        table: a grid.
+        by: None, or a per-image column ("pred", "label") to split each run's rows by (one row per
+            run x method x class), so every method table can be read per class.
+    """
     frames, summaries = [], {}
     for row in _with_runs(table).itertuples(index=False):
         if row.run_id not in summaries:  # a baseline shared by several families is read once
             df = row.run.images()
-            summaries[row.run_id] = None if df.empty else summarize(df)
+            summaries[row.run_id] = None if df.empty else summarize(df, by=by)
         if summaries[row.run_id] is None:
             continue
         summary = summaries[row.run_id].copy()
         for col in ("family", "setting", "seed", "run_id", "overrides"):
             summary[col] = getattr(row, col)
+        summary["learned"] = _learned(row.run)
         summary["config"] = [row.config] * len(summary)
         frames.append(summary)
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
-    front = ["family", "setting", "seed", "run_id", "method", "method_label"]
+    front = ["family", "setting", "seed", "run_id", "learned", "method", "method_label"] + ([by] if by else [])
     return out[front + [c for c in out.columns if c not in front]]
 
 
 def images(table: pd.DataFrame) -> pd.DataFrame:
-    """Per-image rows of every run in `table`, with family, setting, seed and run_id."""
+    """Per-image rows of every run in `table`, with family, setting, seed, run_id and learned."""
     frames = []
     for row in _with_runs(table).drop_duplicates("run_id").itertuples(index=False):
         df = row.run.images()
         if not df.empty:
-            frames.append(df.assign(family=row.family, setting=row.setting, seed=row.seed, run_id=row.run_id))
+            frames.append(df.assign(family=row.family, setting=row.setting, seed=row.seed, run_id=row.run_id,
+                                    learned=_learned(row.run)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -211,20 +227,49 @@ def load_models(table: pd.DataFrame, picks: list[tuple[str, str]], seed: int) ->
             for fam, setting in picks}
 
 
-def load_params(path: str | os.PathLike) -> dict[str, Any]:
-    """A params YAML as a dict (yaml.safe_load), with the file named in errors."""
+SHARED = "shared.yaml"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
-    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if params is None:
+        return {}
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping of parameters, found {type(params).__name__}")
     return params
+
+
+def load_params(path: str | os.PathLike, *, keys: Any = None) -> dict[str, Any]:
+    """A notebook's params YAML (yaml.safe_load) over its scale's shared.yaml, with files named in errors.
+
+    Per scale, `shared.yaml` beside the notebook's file holds what every notebook of that scale
+    shares (data, runs, seeds, base); the notebook's file holds only what differs. Its keys win,
+    and its `base` is merged key by key over the shared `base`.
+
+    Args:
+        path: the notebook's params file.
+        keys: the notebook's parameter names; shared keys it does not take are left out (its own
+            file's keys are always kept, so a misspelt key still fails where it is used).
+    """
+    path = Path(path)
+    params = _read_yaml(path)
+    shared_path = path.parent / SHARED
+    if path.name == SHARED or not shared_path.is_file():
+        return params
+    shared = _read_yaml(shared_path)
+    if keys is not None:
+        shared = {k: v for k, v in shared.items() if k in set(keys)}
+    merged = {**shared, **params}
+    if isinstance(shared.get("base"), dict) and isinstance(params.get("base"), dict):
+        merged["base"] = {**shared["base"], **params["base"]}
+    return merged
 
 
 def study_grid(params_dir: str | os.PathLike, *, data: str | None = None, runs: str | None = None) -> pd.DataFrame:
@@ -248,3 +293,53 @@ def study_grid(params_dir: str | os.PathLike, *, data: str | None = None, runs: 
     out = pd.concat(frames, ignore_index=True).drop_duplicates(["family", "setting", "seed"], ignore_index=True)
     out.attrs["runs"] = runs
     return out
+
+
+def mean_maps(run: Run, methods: list[str] | None = None, *, references: tuple[str, ...] = ("prior", "ceiling"),
+              max_images: int | None = None) -> dict[str, "torch.Tensor"]:
+    """Each method's mean map over the run's scored images (same subset as its evaluation), beside
+    the mean expert map and the given reference maps (see `thesislib.evaluation.mean_maps`)."""
+    from thesislib.evaluation import mean_maps as _mean_maps
+    from thesislib.references import mean_expert_map
+
+    cfg = run.config
+    split = run.split()
+    return _mean_maps(run.load_model(), split[cfg.eval_split], list(methods or cfg.methods), references=references,
+                      prior=mean_expert_map(split.train), target=cfg.target,
+                      max_images=max_images if max_images is not None else cfg.eval_images)
+
+
+def input_scaling(table: pd.DataFrame, *, seed: int | None = None, alpha: float = 0.5, images: int = 16) -> pd.DataFrame:
+    """How far each setting's model is from scaling its logits with its input.
+
+    For x -> alpha x, a model without biases before its linear head gives logits
+    alpha (z - b) + b exactly (b: the fc bias). Reported per setting: the relative deviation
+    |f(alpha x) - (alpha (f(x) - b) + b)| / |f(x) - b| over `images` test images (0 = exactly linear).
+    """
+    import torch
+
+    rows = []
+    seed = int(table["seed"].iloc[0]) if seed is None else seed
+    for row in _with_runs(table[table["seed"] == seed]).drop_duplicates("run_id").itertuples(index=False):
+        model = row.run.load_model()
+        x, _, _ = row.run.eval_data().batch(slice(0, images))
+        with torch.no_grad():
+            b = model.fc.bias
+            z, za = model(x) - b, model(alpha * x) - b
+        dev = float(((za - alpha * z).norm(dim=1) / (alpha * z).norm(dim=1).clamp_min(1e-12)).mean())
+        rows.append(dict(family=row.family, setting=row.setting, norm=row.config.norm,
+                         **{"deviation from linear scaling": round(dev, 6)}))
+    return pd.DataFrame(rows).drop_duplicates(["setting", "norm"]).set_index(["family", "setting"])
+
+
+def bottlenecks(table: pd.DataFrame) -> pd.DataFrame:
+    """PRECODE settings of a grid with the pooled dimension d, the nominal k (of 2048) and the k used."""
+    from thesislib.study.config import precode_dims
+
+    rows = []
+    for row in table.drop_duplicates("setting").itertuples(index=False):
+        d, k = precode_dims(row.config)
+        if k is not None:
+            rows.append(dict(setting=row.setting, d=d, **{"k (thesis, of 2048)": row.config.precode_k, "k (here)": k,
+                                                          "k / d": round(k / d, 4)}))
+    return pd.DataFrame(rows).set_index("setting") if rows else pd.DataFrame()
