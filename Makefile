@@ -9,6 +9,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PARAMS ?= params/default
 SMOKE  := build/smoke
+# ENV=system runs with $(PYTHON) as it is (no virtual environment, nothing from the network):
+# for an offline GPU machine with only the torch stack, whose missing packages come from wheels/
+# (`make wheels` fills it where PyPI is reachable), e.g.
+#   make report PARAMS=params/gpu ENV=system PYTHON=python3
+ENV    ?= venv
+SITE   := build/site
 
 .PHONY: all install report test test-unit smoke lab hooks clean clean-runs bench gpu-check wheels
 
@@ -21,8 +27,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+ifeq ($(ENV),system)
+report:
+	$(if $(wildcard wheels/*.whl),$(PYTHON) -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target $(SITE) wheels/*.whl)
+	PYTHONPATH=$(CURDIR)/$(SITE):$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON) -m thesislib report \
+		--params $(PARAMS) $(if $(DATA),--data $(DATA)) --out reports/index.html
+else
 report: $(STAMP)
 	$(BIN)/thesislib report --params $(PARAMS) $(if $(DATA),--data $(DATA)) --out reports/index.html
+endif
 
 # The smoke report runs every notebook with params/smoke on fresh runs; pytest then checks the
 # package, the report, and re-executes the executed notebooks with nbval.

@@ -11,7 +11,7 @@ from thesislib import study
 from thesislib.study.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SCALES = ("smoke", "default", "thesis")
+SCALES = ("smoke", "default", "gpu", "thesis")
 NOTEBOOKS = study.NOTEBOOKS
 
 

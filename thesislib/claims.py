@@ -427,7 +427,7 @@ def verdict_counts(judged: pd.DataFrame) -> dict[str, int]:
 
 
 def _word(v: str | None) -> str:
-    return "n/a" if v is None else v
+    return v if isinstance(v, str) else "n/a"  # None, or NaN where a column mixes None and text
 
 
 def verdicts_markdown(judged: pd.DataFrame):

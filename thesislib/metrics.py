@@ -92,13 +92,14 @@ def _cumsum(x: torch.Tensor) -> torch.Tensor:
 
     torch's CPU cumsum accumulates float32 in double, which rounds differently from numpy.
     """
-    out = torch.empty_like(x)
-    acc = x[:, 0].clone()
-    out[:, 0] = acc
-    for i in range(1, x.shape[1]):
-        acc = acc + x[:, i]
-        out[:, i] = acc
-    return out
+    cols = x.t().contiguous()  # each step then reads and writes one contiguous row
+    out = torch.empty_like(cols)
+    acc = cols[0].clone()
+    out[0] = acc
+    for i in range(1, cols.shape[0]):
+        acc = acc + cols[i]
+        out[i] = acc
+    return out.t()
 
 
 def otsu_threshold(x: torch.Tensor, nbins: int = 256) -> torch.Tensor:
@@ -119,29 +120,18 @@ def otsu_threshold(x: torch.Tensor, nbins: int = 256) -> torch.Tensor:
     if not x.is_floating_point():
         raise TypeError(f"otsu_threshold: x: expected a floating-point tensor, found {x.dtype} "
                         "(convert integer maps first, e.g. x.float() / 255)")
-    n = x.shape[0]
-    flat = x.reshape(n, -1)
+    if not len(x):
+        return x.new_empty(0)
+    # histograms in chunks of maps that stay in the CPU's cache (the values do not depend on it)
+    parts = [_histogram(c, nbins) for c in x.split(_OTSU_CHUNK)]
+    counts, edges, degenerate, hi = (torch.cat(p) for p in zip(*parts))
     dt = x.dtype
-    lo, hi = flat.min(1).values, flat.max(1).values
-    constant = lo == hi
-    # numpy.linspace(lo, hi, nbins + 1) in the input's precision
-    step = torch.where(constant, torch.ones_like(hi), hi - lo) / nbins
-    edges = torch.arange(nbins + 1, dtype=dt, device=x.device)[None, :] * step[:, None] + lo[:, None]
-    edges[:, -1] = hi
-    degenerate = constant | (edges[:, 1:] <= edges[:, :-1]).any(1)
-    # numpy.histogram's bin assignment for equal bins, with its +-1 ULP corrections
-    denom = torch.where(degenerate, torch.ones_like(hi), hi - lo)
-    idx = ((flat - lo[:, None]) / denom[:, None] * nbins).long()
-    idx = torch.where(idx == nbins, idx - 1, idx).clamp_(0, nbins - 1)
-    idx = idx - (flat < edges.gather(1, idx)).long()
-    idx = idx + ((flat >= edges.gather(1, idx + 1)) & (idx != nbins - 1)).long()
-    counts = torch.zeros(n, nbins, dtype=torch.int64, device=x.device)
-    counts.scatter_add_(1, idx.clamp_(0, nbins - 1), torch.ones_like(idx))
-    counts = counts.to(torch.float32)  # scikit-image casts the histogram to float32
     centers = (edges[:, :-1] + edges[:, 1:]) / 2.0
     weighted = counts.to(torch.promote_types(torch.float32, dt)) * centers
-    w1 = _cumsum(counts)
-    w2 = _cumsum(counts.flip(1)).flip(1)
+    # counts are whole numbers below 2**24: torch's cumsum is exact for them; the weighted sums
+    # need numpy's sequential float32 rounding
+    w1 = torch.cumsum(counts, 1)
+    w2 = torch.cumsum(counts.flip(1), 1).flip(1)
     m1 = _cumsum(weighted) / w1
     m2 = (_cumsum(weighted.flip(1)) / w2.flip(1)).flip(1)
     diff = m1[:, :-1] - m2[:, 1:]
@@ -149,6 +139,42 @@ def otsu_threshold(x: torch.Tensor, nbins: int = 256) -> torch.Tensor:
     best = torch.argmax(variance, dim=1)
     threshold = centers.gather(1, best[:, None])[:, 0].to(dt)
     return torch.where(degenerate, hi, threshold)
+
+
+_OTSU_CHUNK = 64
+
+
+def _histogram(x: torch.Tensor, nbins: int) -> tuple[torch.Tensor, ...]:
+    """numpy.histogram(x[i], nbins) of a few maps: (float32 counts [n, nbins], edges [n, nbins + 1],
+    degenerate [n] (range too small for distinct bins), max [n])."""
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    dt = x.dtype
+    lo, hi = flat.amin(1), flat.amax(1)
+    constant = lo == hi
+    # numpy.linspace(lo, hi, nbins + 1) in the input's precision
+    step = torch.where(constant, torch.ones_like(hi), hi - lo) / nbins
+    edges = torch.arange(nbins + 1, dtype=dt, device=x.device)[None, :] * step[:, None] + lo[:, None]
+    edges[:, -1] = hi
+    degenerate = constant | (edges[:, 1:] <= edges[:, :-1]).any(1)
+    # numpy.histogram's bin assignment for equal bins, with its +-1 ULP corrections; a bin's edges
+    # are recomputed elementwise with the very operations that built `edges` (bit-identical),
+    # which is cheaper than gathering them
+    denom = torch.where(degenerate, torch.ones_like(hi), hi - lo)
+    idx = ((flat - lo[:, None]) / denom[:, None] * nbins).to(torch.int32)
+    idx.clamp_(0, nbins - 1)  # the maximum lands in the last bin, as numpy puts it there
+
+    def edge(i: torch.Tensor) -> torch.Tensor:
+        e = i.to(dt) * step[:, None] + lo[:, None]
+        return torch.where(i == nbins, hi[:, None], e)
+
+    idx -= (flat < edge(idx)).to(torch.int32)
+    idx += ((flat >= edge(idx + 1)) & (idx != nbins - 1)).to(torch.int32)
+    idx.clamp_(0, nbins - 1)
+    rows = torch.arange(n, device=x.device, dtype=torch.int64)[:, None] * nbins
+    counts = torch.bincount((idx + rows).flatten(), minlength=n * nbins).view(n, nbins)
+    counts = counts.to(torch.float32)  # scikit-image casts the histogram to float32
+    return counts, edges, degenerate, hi
 
 
 def binarize(x: torch.Tensor) -> torch.Tensor:
@@ -171,8 +197,8 @@ def iou_area(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     _check_maps("iou_area: a", a)
     a, b = a.flatten(1).bool(), b.flatten(1).bool()
-    inter = (a & b).sum(1).float()
-    union = (a | b).sum(1).float()
+    inter = torch.count_nonzero(a & b, dim=1).float()
+    union = torch.count_nonzero(a | b, dim=1).float()
     return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(union))
 
 
@@ -201,7 +227,7 @@ def boxes(mask: torch.Tensor) -> torch.Tensor:
     x0, x1 = span(cols, w)
     y0, y1 = span(rows, h)
     out = torch.stack([x0, y0, x1, y1], 1)
-    return torch.where(is_empty(mask)[:, None], torch.zeros_like(out), out)
+    return torch.where(~rows.any(1)[:, None], torch.zeros_like(out), out)
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -229,8 +255,10 @@ def iou_bbox(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         float32 [N].
     """
-    iou = box_iou(boxes(a), boxes(b))
-    return torch.where(is_empty(a) | is_empty(b), torch.zeros_like(iou), iou)
+    ba, bb = boxes(a), boxes(b)
+    iou = box_iou(ba, bb)
+    empty = (ba[:, 2] == 0) | (bb[:, 2] == 0)  # an empty mask has the box (0, 0, 0, 0), any other x1 >= 1
+    return torch.where(empty, torch.zeros_like(iou), iou)
 
 
 def pointing_game(heatmap: torch.Tensor, mask: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
