@@ -20,6 +20,6 @@ def run(bench: Bench) -> Figure:
     t_each, each = seconds(lambda: {e.method: e(x, targets) for e in explainers}, repeats, warmup=True)
     t_all, together = seconds(lambda: explain_all(model, x, METHODS, targets=targets), repeats, warmup=True)
     diff = max(float((each[m] - together[m]).abs().max()) for m in METHODS)
-    return Figure("gradient methods", t_each / t_all, f"{len(METHODS)} methods, {n} images 112 px, ResNet-50 w1/8, "
+    return Figure("gradient methods", t_each / t_all, f"{len(METHODS)} methods, {n} images 112 px, ResNet-50 w1/16, "
                   f"one by one {t_each * 1e3:.0f} ms, one pass {t_all * 1e3:.0f} ms, max |diff| {diff:.1e}",
                   target=2.5)

@@ -43,7 +43,7 @@ def run(bench: Bench) -> Figure:
     t_stock, stock = seconds(lambda: score(ScoreCAM, model, x, targets))
     t_fast, ours = seconds(lambda: score(fast, model, x, targets), repeats=2)
     diff = float(np.abs(stock - ours).max())
-    return Figure(name, t_stock / t_fast, f"{n} images 112 px, ResNet-50 w1/8 compact (7x7 grid, "
+    return Figure(name, t_stock / t_fast, f"{n} images 112 px, ResNet-50 w1/16 compact (7x7 grid, "
                   f"{model.fc.in_features} channels), stock {t_stock / n * 1e3:.0f} ms/image, "
                   f"ours {t_fast / n * 1e3:.0f} ms/image, max |diff| {diff:.1e}"
                   + (" (ours in bf16)" if bench.device.type == "cuda" else ""), target=5 if bench.device.type == "cuda" else 1.5)

@@ -1,10 +1,11 @@
 """thesislib: which training choices change how well CAM explanations agree with expert attention?
 
 Rooms: `synth` (synthetic fundus data), `data` (LAG layout, splits, augmentation), `models`
-(ResNets with the studied knobs), `train`, `explain` (CAM heatmaps), `metrics` (pure tensor
-functions), `evaluation` (`evaluate`: per-image tables), `study` (configs, cached runs, grids),
-`tables` (thesis-shaped tables, the thesis's own numbers, claims), `figures`, `report` (the
-HTML report), `cli`.
+(ResNets with the studied knobs), `train`, `explain` (CAM heatmaps), `references` (reference
+maps: prior, ceiling, ...), `metrics` (pure tensor functions and the metric registry),
+`evaluation` (`evaluate`: per-image tables), `study` (configs, cached runs, grids), `thesis` (the
+thesis's own numbers), `claims` (claims and verdicts), `tables` (our tables), `stats`, `figures`,
+`report` (the HTML report), `cli`.
 """
 
 __version__ = "0.1.0"
