@@ -174,3 +174,45 @@ def test_method_label_knows_references():
     assert T.method_label("scorecam") == "Score-CAM" and T.method_label("prior").startswith("Prior")
     with pytest.raises(ValueError, match="method"):
         T.method_label("nope")
+
+
+def _against(prior_shift: float, noise: float = 1.0):
+    """One family, two settings; Score-CAM's IoU (A) sits `prior_shift` points above the prior's."""
+    rows = []
+    for setting in ("a", "b"):
+        for seed, eps in ((0, -noise), (1, 0.0), (2, noise)):
+            for method, label, kind, value in (
+                    ("scorecam", "Score-CAM", "explainer", 30.0 + prior_shift + eps),
+                    ("gradcam", "Grad-CAM", "explainer", 20.0 + eps),
+                    ("prior", "Prior (mean expert map)", "reference", 30.0 + eps / 10),
+                    ("ceiling", "Ceiling (expert map at CAM grid)", "reference", 60.0)):
+                rows.append(dict(family="depth", setting=setting, seed=seed, run_id=f"{setting}{seed}", method=method,
+                                 method_label=label, kind=kind, iou_area=value, pointing_game=value, accuracy=90.0,
+                                 roc_auc=90.0, f1=90.0, learned=True, pred=seed % 2))
+    return pd.DataFrame(rows)
+
+
+def test_against_references_beats_the_prior_only_beyond_the_seed_noise():
+    clear = T.against_references(T.aggregate(_against(prior_shift=10.0))).frame
+    assert clear["beats the prior (95 %)"].tolist() == ["yes"]
+    assert clear["best explainer"].iloc[0].startswith("Score-CAM")
+    assert clear["% of ceiling"].iloc[0] == "67"  # 40 of 60
+    level = T.against_references(T.aggregate(_against(prior_shift=0.0))).frame
+    assert level["beats the prior (95 %)"].tolist() == ["inconclusive"]
+    below = T.against_references(T.aggregate(_against(prior_shift=-9.0))).frame
+    assert below["beats the prior (95 %)"].tolist() == ["no"]
+
+
+def test_against_references_takes_several_metrics_and_per_class_families():
+    res = _against(prior_shift=10.0)
+    both = T.against_references(T.aggregate(res), ["iou_area", "pointing_game"]).frame
+    assert len(both) == 2 and both.index.names == ["family", "metric"]
+    per_class = T.aggregate(res, by="pred")
+    assert set(per_class["family"]) == {"Depth, predicted non-glaucoma", "Depth, predicted glaucoma"}
+
+
+def test_run_health_names_the_runs_that_never_learned():
+    res = _results(flag_seed=1)
+    text = T.run_health(res).data
+    assert "1 of 6 runs never learned" in text and "seed 1" in text
+    assert "All 6 runs learned" in T.run_health(_results()).data

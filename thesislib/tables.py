@@ -24,7 +24,7 @@ from thesislib.thesis import THESIS_METHODS, reference, thesis_notes  # noqa: F4
 
 __all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS", "FLAG", "method_label",
            "method_kind", "expert_regions", "best_settings", "generalisation_gap", "model_points",
-           "correlation_table", "against_references", "run_health", "conventions_table", "verdict_summary",
+           "correlation_table", "against_references", "run_health", "CLASS_NAMES", "conventions_table", "verdict_summary",
            # re-exported from thesislib.thesis and thesislib.claims
            "reference", "thesis_notes", "THESIS_METHODS", "Claim", "CLAIMS", "METHOD_CLAIMS", "judge",
            "judge_methods", "judge_correlations", "setting_correlation", "claims_markdown", "verdicts_markdown",
@@ -80,13 +80,18 @@ def _interval(mean: pd.Series, std: pd.Series, n: pd.Series) -> tuple[pd.Series,
 
 # -- summaries ----------------------------------------------------------------------------------
 
-def aggregate(results: pd.DataFrame, *, learned_only: bool = False) -> pd.DataFrame:
+CLASS_NAMES = {0: "non-glaucoma", 1: "glaucoma"}
+
+
+def aggregate(results: pd.DataFrame, *, learned_only: bool = False, by: str | None = None) -> pd.DataFrame:
     """Mean, sample std and 95 % t-interval over seeds, in long format.
 
     Args:
         results: `thesislib.study.run` output (one row per run x method, metrics in %, optional
             `learned` and `kind` columns).
         learned_only: leave out runs flagged as never learning.
+        by: "pred" or "label" for `study.results(grid, by=...)` rows: each family is split per
+            class, as "<family>, predicted glaucoma" etc.
 
     Returns:
         Columns family, setting, method (label; "" for classification), metric, mean, std (NaN for
@@ -98,6 +103,10 @@ def aggregate(results: pd.DataFrame, *, learned_only: bool = False) -> pd.DataFr
     results = _with_defaults(results)
     if learned_only:
         results = results[results["learned"].astype(bool)]
+    if by is not None:
+        word = {"pred": "predicted", "label": "labelled"}.get(by, by)
+        results = results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, {word} {CLASS_NAMES.get(c, c)}"
+                                         for f, c in zip(results["family"], results[by])])
     per_image = [m.name for m in REGISTRY.values() if m.kind != "classification" and m.name in results.columns]
     classification = [m.name for m in registered("classification") if m.name in results.columns]
     keys = ["family", "setting", "seed"]
@@ -422,8 +431,8 @@ def correlation_table(corr: pd.DataFrame, learned: pd.DataFrame | None = None) -
 
 # -- explainers against what a trivial and the best possible answer score ------------------------
 
-def against_references(ours: pd.DataFrame, metric: str = "iou_area", *, family: str | Sequence[str] | None = None,
-                       learned_only: bool = True) -> Table:
+def against_references(ours: pd.DataFrame, metric: str | Sequence[str] = "iou_area", *,
+                       family: str | Sequence[str] | None = None, learned_only: bool = True) -> Table:
     """Per family: the best explainer (over settings and methods) beside the data prior and the
     ceiling on the same runs, and whether some explainer beats the prior beyond seed noise.
 
@@ -445,6 +454,13 @@ def against_references(ours: pd.DataFrame, metric: str = "iou_area", *, family: 
     from thesislib.claims import Any, Cells, _greater, decide
     from thesislib.references import LABELS as REF
 
+    if not isinstance(metric, str):
+        parts = [against_references(ours, m, family=family) for m in metric]
+        frames = [p.frame.reset_index().assign(metric=f"{REGISTRY[m].arrow} {REGISTRY[m].label}").rename(
+            columns={f"{REGISTRY[m].arrow} {REGISTRY[m].label}": "best explainer's value"})
+            for p, m in zip(parts, metric) if not p.frame.empty]
+        frame = pd.concat(frames, ignore_index=True).set_index(["family", "metric"]) if frames else pd.DataFrame()
+        return Table(frame, parts[0].notes if parts else [])
     m = REGISTRY[metric]
     part = ours[ours["metric"] == metric]
     if family is not None:
