@@ -98,15 +98,19 @@ def test_method_table_lists_explainers_then_references_and_marks_duplicates():
     dup = res[res["method"] == "gradcam"].assign(method="hirescam", method_label="HiResCAM")
     res = pd.concat([dup, res], ignore_index=True)
     table = T.method_table(res)
-    assert list(table.frame.index) == ["HiResCAM", "Grad-CAM", "Score-CAM", "Prior (mean expert map)",
+    # Grad-CAM gives HiResCAM's maps: shown once, under the first name, the other named beside it
+    assert list(table.frame.index) == ["HiResCAM", "Score-CAM", "Prior (mean expert map)",
                                        "Ceiling (expert map at CAM grid)"]
-    assert table.frame.loc["Grad-CAM", "same as"] == "= HiResCAM" and table.frame.loc["Score-CAM", "same as"] == ""
-    assert list(table.frame["kind"]) == ["explainer"] * 3 + ["reference"] * 2
+    assert table.frame.loc["HiResCAM", "same maps as"] == "Grad-CAM" and table.frame.loc["Score-CAM", "same maps as"] == ""
+    assert any("shown once" in n for n in table.notes)
+    assert list(table.frame["kind"]) == ["explainer"] * 2 + ["reference"] * 2
     assert table.frame.loc["Score-CAM", "ms per image"] == 2.0
     assert table.frame.loc["Score-CAM", "↑ IoU (A)"].endswith(T.FLAG) and "1 of the runs" in table.notes[0]
     # the evaluation's own duplicate detection wins where present
     named = T.method_table(res.assign(same_as=np.where(res["method"] == "hirescam", "gradcam", "")))
-    assert named.frame.loc["HiResCAM", "same as"] == "= Grad-CAM" and named.frame.loc["Grad-CAM", "same as"] == ""
+    assert "HiResCAM" not in named.frame.index and named.frame.loc["Grad-CAM", "same maps as"] == "HiResCAM"
+    agnostic = T.method_table(res.assign(class_agnostic=res["method"] == "scorecam"))
+    assert "Score-CAM (class-agnostic)" in agnostic.frame.index
     by = T.method_table(res, by="setting")
     assert by.frame.index.names == ["setting", "method"] and by.frame.loc[("b", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)
     assert not by.frame.loc[("a", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)

@@ -320,11 +320,23 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
     frame["_order"] = frame["method"].map({lab: i for i, lab in enumerate(labels)})
     frame = frame.sort_values(by + ["_order"], kind="stable")
     same = _same_as(results, labels, present) if "run_id" in results.columns else {}
-    frame["same as"] = frame["method"].map(lambda lab: f"= {same[lab]}" if lab in same else "")
+    # a method that gives another's maps is shown once: its row goes, its name joins the other's
+    twins: dict[str, list[str]] = {}
+    for lab, other in same.items():
+        twins.setdefault(other, []).append(lab)
+    frame = frame[~frame["method"].isin(list(same))]
+    frame["same maps as"] = frame["method"].map(lambda lab: ", ".join(twins.get(lab, [])))
+    agnostic = set()
+    if "class_agnostic" in results.columns:
+        agnostic = set(results.loc[results["class_agnostic"].fillna(False).astype(bool), "method_label"])
+    frame["method"] = [f"{lab} (class-agnostic)" if lab in agnostic else lab for lab in frame["method"]]
     runs = results.drop_duplicates(by + ["run_id"]) if "run_id" in results.columns else results
     n_flagged = int((~runs["learned"].astype(bool)).sum())
     frame = frame.drop(columns=["_order", "_flagged"]).set_index(by + ["method"])
     notes = [_FLAG_NOTE.format(n=n_flagged)] if n_flagged else []
+    if same:
+        notes.append("Methods whose maps equal another's on every scored image (max difference 1e-4) are "
+                     "shown once, named under \"same maps as\".")
     return Table(frame, notes)
 
 
