@@ -220,3 +220,12 @@ def test_run_health_names_the_runs_that_never_learned():
     text = T.run_health(res).data
     assert "1 of 6 runs never learned" in text and "seed 1" in text
     assert "All 6 runs learned" in T.run_health(_results()).data
+
+
+def test_references_summary_uses_learned_runs_and_says_when_none_learned():
+    res = _against(prior_shift=10.0)
+    assert T.references_summary(res).frame["beats the prior (95 %)"].tolist() == ["yes", "yes"]
+    failed = T.references_summary(res.assign(learned=False))
+    assert "No run learned" in failed.notes[0] and len(failed.frame) == 2
+    per_class = T.references_summary(res, by="pred").frame
+    assert {f for f, _ in per_class.index} == {"Depth, predicted non-glaucoma", "Depth, predicted glaucoma"}

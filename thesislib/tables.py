@@ -24,7 +24,7 @@ from thesislib.thesis import THESIS_METHODS, reference, thesis_notes  # noqa: F4
 
 __all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS", "FLAG", "method_label",
            "method_kind", "expert_regions", "best_settings", "generalisation_gap", "model_points",
-           "correlation_table", "against_references", "run_health", "CLASS_NAMES", "conventions_table", "verdict_summary",
+           "correlation_table", "against_references", "references_summary", "run_health", "CLASS_NAMES", "conventions_table", "verdict_summary",
            # re-exported from thesislib.thesis and thesislib.claims
            "reference", "thesis_notes", "THESIS_METHODS", "Claim", "CLAIMS", "METHOD_CLAIMS", "judge",
            "judge_methods", "judge_correlations", "setting_correlation", "claims_markdown", "verdicts_markdown",
@@ -566,3 +566,21 @@ def verdict_summary(ours: pd.DataFrame) -> Table:
     frame.index.name = f"{len(judged)} claims"
     return Table(frame, ["For the thesis's column, \"agrees\" means its own tables support its claim beyond its "
                          "seed noise (mean, std, n = 3), \"disagrees\" that they contradict it."])
+
+
+def references_summary(results: pd.DataFrame, metrics: Sequence[str] = ("iou_area", "pointing_game"), *,
+                       by: str | None = None) -> Table:
+    """`against_references` over the runs that learned (all runs, said so, where none did).
+
+    Args:
+        results: `study.results` rows (per class with `by`, see `aggregate`).
+        metrics: localisation metrics of the registry.
+        by: None, "pred" or "label".
+    """
+    learned = _with_defaults(results)["learned"].astype(bool)
+    note = []
+    if not learned.any():
+        note = [f"No run learned (all {FLAG}): the comparison uses every run, and says nothing about explanations."]
+        learned = learned | True
+    table = against_references(aggregate(results[learned.to_numpy()], by=by), list(metrics))
+    return Table(table.frame, note + table.notes)
