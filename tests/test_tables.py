@@ -109,8 +109,9 @@ def test_method_table_lists_explainers_then_references_and_marks_duplicates():
     # the evaluation's own duplicate detection wins where present
     named = T.method_table(res.assign(same_as=np.where(res["method"] == "hirescam", "gradcam", "")))
     assert "HiResCAM" not in named.frame.index and named.frame.loc["Grad-CAM", "same maps as"] == "HiResCAM"
-    agnostic = T.method_table(res.assign(class_agnostic=res["method"] == "scorecam"))
+    agnostic = T.method_table(res.assign(class_agnostic=res["method"].isin(["scorecam", "prior"])))
     assert "Score-CAM (class-agnostic)" in agnostic.frame.index
+    assert "Prior (mean expert map)" in agnostic.frame.index  # a reference map is not marked
     by = T.method_table(res, by="setting")
     assert by.frame.index.names == ["setting", "method"] and by.frame.loc[("b", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)
     assert not by.frame.loc[("a", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)

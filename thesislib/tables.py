@@ -328,7 +328,8 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
     frame["same maps as"] = frame["method"].map(lambda lab: ", ".join(twins.get(lab, [])))
     agnostic = set()
     if "class_agnostic" in results.columns:
-        agnostic = set(results.loc[results["class_agnostic"].fillna(False).astype(bool), "method_label"])
+        explainer = results["kind"] == "explainer"  # reference maps ignore the class by construction
+        agnostic = set(results.loc[results["class_agnostic"].fillna(False).astype(bool) & explainer, "method_label"])
     frame["method"] = [f"{lab} (class-agnostic)" if lab in agnostic else lab for lab in frame["method"]]
     runs = results.drop_duplicates(by + ["run_id"]) if "run_id" in results.columns else results
     n_flagged = int((~runs["learned"].astype(bool)).sum())
