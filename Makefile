@@ -16,7 +16,7 @@ SMOKE  := build/smoke
 ENV    ?= venv
 SITE   := build/site
 
-.PHONY: all install report test test-unit smoke lab hooks clean clean-runs bench gpu-check wheels
+.PHONY: all install report test test-unit smoke lab hooks clean clean-runs bench gpu-check wheels mutants
 
 all: test
 
@@ -38,11 +38,15 @@ report: $(STAMP)
 endif
 
 # The smoke report runs every notebook with params/smoke on fresh runs; pytest then checks the
-# package, the report, and re-executes the executed notebooks with nbval.
+# package, the report, and re-executes the executed notebooks with nbval. A one-node Slurm
+# cluster (.ci/slurm.sh: installed if missing and possible) runs for tests/test_slurm.py and is
+# stopped at the end, pass or fail.
 test: $(STAMP)
 	rm -rf $(SMOKE)
+	.ci/slurm.sh start
+	trap '.ci/slurm.sh stop' EXIT; \
 	THESISLIB_RUNS=$(CURDIR)/$(SMOKE)/runs $(BIN)/thesislib report --params params/smoke \
-		--out $(SMOKE)/index.html --workdir $(SMOKE)/notebooks
+		--out $(SMOKE)/index.html --workdir $(SMOKE)/notebooks && \
 	THESISLIB_RUNS=$(CURDIR)/$(SMOKE)/runs THESISLIB_SMOKE_REPORT=$(CURDIR)/$(SMOKE)/index.html \
 		$(BIN)/python -m pytest tests $(SMOKE)/notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
@@ -55,6 +59,11 @@ lab: $(STAMP)
 hooks: $(STAMP)
 	$(BIN)/nbstripout --install --attributes .gitattributes
 
+# One-line breakages of the study's core, each against its room's tests; none may survive.
+# On demand, not in CI (one test run per mutant: about half an hour). MUTANTS="--room metrics" for one room.
+mutants: $(STAMP)
+	$(BIN)/python tools/mutants.py $(MUTANTS)
+
 # Measured speed ratios -> benchmarks/RESULTS.md (RESULTS-gpu.md on CUDA); BENCH="--quick" for a few minutes.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH)
@@ -62,11 +71,12 @@ bench: $(STAMP)
 # The CUDA path end to end on a GPU machine with only the torch stack: uses $(PYTHON) as given
 # (make gpu-check PYTHON=python3), builds no environment, installs only from wheels/ if present.
 gpu-check:
-	$(PYTHON) -m benchmarks.gpu_check
+	$(PYTHON) -m benchmarks.gpu_check $(GPU_CHECK_FLAGS)
 
-# The wheels an offline GPU machine needs (grad-cam, papermill, the kernel stack), from PyPI.
+# The wheels an offline GPU machine needs (grad-cam, papermill, the kernel stack), from PyPI;
+# WHEELS_SKIP=opencv-python-headless,scikit-learn where the target image already has those.
 wheels: $(STAMP)
-	$(BIN)/python -m benchmarks.wheels --dest wheels
+	$(BIN)/python -m benchmarks.wheels --dest wheels $(if $(WHEELS_SKIP),--skip $(WHEELS_SKIP))
 
 clean:
 	rm -rf build reports/index.html

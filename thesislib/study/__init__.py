@@ -9,8 +9,11 @@ from thesislib.study.config import ConfigError, RunConfig, precode_dims
 from thesislib.study.grid import (FAMILIES, NOTEBOOKS, bottlenecks, describe, find_run, grid, histories, images,
                                   input_scaling, load_models, load_params, long_run_experiments, mean_maps, results,
                                   run, setting_label, study_grid)
-from thesislib.study.runs import InlineExecutor, Run, RunError, default_executor, execute, plan, run_all
+from thesislib.study.grid import layer_results, with_evaluation
+from thesislib.study.executors import ExecutorSpec
+from thesislib.study.runs import InlineExecutor, Outcome, Run, RunError, compute, default_executor, execute, plan, run_all
 
 __all__ = ["ConfigError", "RunConfig", "precode_dims", "bottlenecks", "input_scaling", "mean_maps", "FAMILIES", "NOTEBOOKS", "describe", "find_run", "grid", "histories",
            "images", "load_models", "load_params", "long_run_experiments", "results", "run", "setting_label", "study_grid",
-           "InlineExecutor", "Run", "RunError", "default_executor", "execute", "plan", "run_all"]
+           "InlineExecutor", "Run", "RunError", "default_executor", "execute", "plan", "run_all",
+           "ExecutorSpec", "Outcome", "compute", "layer_results", "with_evaluation"]

@@ -14,37 +14,45 @@
     runs/cache/                    decoded data sets
 
 Work goes through an executor with `submit(fn, *args) -> future` (`.done()`, `.result()`):
-in-process, a local process pool (default on a multi-core CPU), or a cluster executor such as
-submitit's. Every file is written atomically; a run that was interrupted resumes from its last
-epoch; a finished run is never recomputed, and only missing evaluations are added to it.
+in-process, a local process pool (default on a multi-core CPU), or a Slurm cluster (see
+`thesislib.study.executors`). Every file is written atomically and done.json last; a run that was
+interrupted (even by kill -9) resumes from its last epoch; a finished run is never recomputed, and
+only missing evaluations are added to it. A file lock per run (<run>/.lock, released by the
+operating system when its holder dies) keeps two sweeps on one runs folder from computing the same
+run twice.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
-import fcntl
 import json
-import multiprocessing as mp
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 import torch
+from filelock import FileLock
 
 from thesislib import __version__
-from thesislib.atomic import atomic_write_text
+from thesislib.atomic import atomic_write_text, ensure_writable, file_sha256
 from thesislib.study.config import RunConfig
+from thesislib.study.executors import ExecutorSpec, InlineExecutor, default_executor
 
-__all__ = ["Run", "RunError", "plan", "execute", "run_all", "InlineExecutor", "default_executor", "git_commit"]
+__all__ = ["Run", "RunError", "CheckpointError", "Outcome", "plan", "execute", "compute", "distinct", "run_all", "InlineExecutor", "default_executor",
+           "git_commit"]
+
+
+class CheckpointError(RuntimeError):
+    """A run's best.pt does not match the sha256 recorded in its done.json; the run is recomputed."""
 
 
 class RunError(RuntimeError):
@@ -94,7 +102,25 @@ class Run:
 
     @property
     def trained(self) -> bool:
-        return (self.dir / "done.json").is_file()
+        """done.json is written and best.pt matches the sha256 it records (`checkpoint_problem`)."""
+        return (self.dir / "done.json").is_file() and self.checkpoint_problem() is None
+
+    def checkpoint_problem(self) -> str | None:
+        """Why best.pt cannot be trusted (missing, no sha256 in done.json, another sha256), or None."""
+        best = self.dir / "best.pt"
+        try:
+            expected = self.summary().get("best_sha256")
+        except (OSError, ValueError) as err:
+            return f"{self.dir / 'done.json'}: unreadable ({err})"
+        if not best.is_file():
+            return f"{best}: missing"
+        if not expected:
+            return f"{self.dir / 'done.json'}: no sha256 of best.pt recorded (written by older code)"
+        found = file_sha256(best)
+        if found != expected:
+            return (f"{best}: sha256 {found[:12]}... differs from the {expected[:12]}... recorded in done.json "
+                    "(changed or damaged after training)")
+        return None
 
     def missing_methods(self) -> list[str]:
         """The methods and reference maps of the config that have no stored evaluation yet."""
@@ -102,7 +128,8 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        return self.trained and not self.missing_methods()
+        """Trained, every method scored, and the summary written (the last file of a run)."""
+        return self.trained and not self.missing_methods() and (self.eval_dir / "summary.csv").is_file()
 
     def history(self) -> pd.DataFrame:
         return pd.read_csv(self.dir / "history.csv")
@@ -128,6 +155,10 @@ class Run:
         from thesislib.models import create_model
         from thesislib.train import memory_format
 
+        problem = self.checkpoint_problem()
+        if problem is not None:
+            raise CheckpointError(f"{problem}; expected the checkpoint that training wrote: the next study.run "
+                                  f"(run_all) recomputes run {self.run_id} instead of trusting it")
         model = create_model(self.config.model_name, **self.config.model_kwargs())
         model.load_state_dict(torch.load(self.dir / "best.pt", weights_only=True, map_location=device))
         fmt = memory_format(model, self.config.input_size, device)
@@ -138,7 +169,8 @@ class Run:
         from thesislib.data import load_split
 
         return load_split(self.data_root, self.config.input_size, fractions=self.config.split,
-                          split_seed=self.config.split_seed, cache_dir=self.runs_dir / "cache")
+                          split_seed=self.config.split_seed, cache_dir=self.runs_dir / "cache",
+                          train_fraction=self.config.train_fraction, skip_corrupt=self.config.skip_corrupt)
 
     def eval_data(self, split=None):
         """The split's part this run is scored on (config.eval_split)."""
@@ -165,16 +197,21 @@ def plan(configs: Iterable[RunConfig], runs_dir: str | os.PathLike | None = None
     return out
 
 
+def _remove_debris(folder: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed process left in a run folder
+    (called by the lock's holder, the only writer there; error.txt is written by sweeps, unlocked)."""
+    for tmp in folder.rglob(".*.*"):
+        if tmp.is_file() and not tmp.name.startswith(".error.txt."):
+            tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
-    """An exclusive lock on `path` (blocks while another process holds it)."""
+    """An exclusive lock on `path` across processes and machines sharing the folder (blocks while
+    another holds it; the operating system releases it when its holder dies, even by kill -9)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(path):
+        yield
 
 
 def _tracker(cfg: RunConfig, val_set):
@@ -182,14 +219,14 @@ def _tracker(cfg: RunConfig, val_set):
 
     Columns come from the metric registry: val_<classification metric> (but accuracy, which the
     history has as val_acc) and track_<metric> for every localisation and faithfulness metric
-    except deletion/insertion (not computed while tracking).
+    except those computed on request only (deletion/insertion, ROAD: not computed while tracking).
     """
     from thesislib.evaluation import classification, evaluate
     from thesislib.metrics import registered
     from thesislib.train import predict
 
     tracked = [m.name for kind in ("localisation", "faithfulness") for m in registered(kind)
-               if m.name not in ("deletion_auc", "insertion_auc")]
+               if not m.on_request]
     classes = [m.name for m in registered("classification") if m.name != "accuracy"]
 
     def on_epoch(epoch: int, model: torch.nn.Module) -> dict:
@@ -223,7 +260,8 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
 
     cfg = RunConfig.from_dict(config)
     split = load_split(data_root, cfg.input_size, fractions=cfg.split, split_seed=cfg.split_seed,
-                       cache_dir=Path(runs_dir) / "cache")
+                       cache_dir=Path(runs_dir) / "cache", train_fraction=cfg.train_fraction,
+                       skip_corrupt=cfg.skip_corrupt)
     run = Run(cfg, Path(data_root), split.train.arrays.fingerprint, Path(runs_dir))
     old_threads = torch.get_num_threads()
     device = default_device()
@@ -232,7 +270,12 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
     trained_now, evaluated = False, []
     try:
         with _locked(run.dir / ".lock"):
+            _remove_debris(run.dir)
             if not run.trained:
+                if (run.dir / "done.json").is_file():  # trained once, but best.pt fails its check: redo
+                    _say(f"{run.checkpoint_problem()}: recomputing run {run.run_id}")
+                    (run.dir / "done.json").unlink()
+                    shutil.rmtree(run.dir / "eval", ignore_errors=True)
                 trained_now = True
                 t0 = time.time()
                 meta = dict(git_commit=git_commit(), thesislib=__version__, torch=torch.__version__,
@@ -246,8 +289,9 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
                 seed_everything(cfg.seed)
                 model = create_model(cfg.model_name, **cfg.model_kwargs())
                 history = train(model, split.train, split.val, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                lr=cfg.lr, penalty=cfg.penalty, penalty_lambda=cfg.penalty_lambda, seed=cfg.seed,
-                                device=device, checkpoint_dir=run.dir, progress=progress,
+                                lr=cfg.lr, optimizer=cfg.optimizer, penalty=cfg.penalty,
+                                penalty_lambda=cfg.penalty_lambda, seed=cfg.seed, device=device,
+                                checkpoint_dir=run.dir, progress=progress, shuffle_labels=cfg.shuffle_labels,
                                 on_epoch=_tracker(cfg, split.val) if cfg.track_every else None)
                 hist = pd.DataFrame(history)
                 _write_csv(hist, run.dir / "history.csv")
@@ -261,9 +305,10 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
                 summary = dict(run_id=run.run_id, best_epoch=int(best["epoch"]), best_val_loss=float(best["val_loss"]),
                                best_val_acc=float(best["val_acc"]), train_seconds=meta["train_seconds"],
                                majority_rate=check["majority_rate"], learned=check["learned"],
-                               learned_margin=check["margin"], val_pred_counts=check["pred_counts"])
+                               learned_margin=check["margin"], val_pred_counts=check["pred_counts"],
+                               best_sha256=file_sha256(run.dir / "best.pt"))
                 atomic_write_text(run.dir / "done.json", json.dumps(summary, indent=1) + "\n")
-                (run.dir / "last.pt").unlink(missing_ok=True)
+            (run.dir / "last.pt").unlink(missing_ok=True)  # also when a kill came between done.json and here
             missing = run.missing_methods()
             if missing:
                 model = run.load_model(device)
@@ -273,55 +318,20 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
                 references = [m for m in missing if m in cfg.references]
                 # one call: the model's forward passes and the images are shared by every map
                 df = evaluate(model, data, methods, references=references, prior=mean_expert_map(split.train),
-                              target=cfg.target, max_images=cfg.eval_images, deletion_steps=cfg.deletion_steps)
+                              target=cfg.target, max_images=cfg.eval_images, deletion_steps=cfg.deletion_steps,
+                              layer=cfg.layer, road_percentiles=cfg.road_percentiles,
+                              threshold_free=cfg.threshold_free)
                 for name in missing:  # an inapplicable method is stored empty, so it is not retried
                     _write_csv(df[df["method"] == name], run.eval_dir / f"{name}.csv")
                     evaluated.append(name)
+                (run.eval_dir / "summary.csv").unlink(missing_ok=True)  # stale now: rewritten below
+            if not (run.eval_dir / "summary.csv").is_file():  # also when a kill came while it was written
                 done = run.images([p.stem for p in run.eval_dir.glob("*.csv") if p.stem != "summary"])
-                if not done.empty:
-                    _write_csv(summarize(done), run.eval_dir / "summary.csv")
+                _write_csv(summarize(done) if not done.empty else pd.DataFrame(columns=["method"]),
+                           run.eval_dir / "summary.csv")
     finally:
         torch.set_num_threads(old_threads)
     return dict(run_id=run.run_id, trained=trained_now, evaluated=evaluated, summary=run.summary())
-
-
-class _Done:
-    """A finished future (for the inline executor)."""
-
-    def __init__(self, fn, args, kwargs):
-        self._exc = None
-        try:
-            self._value = fn(*args, **kwargs)
-        except Exception as exc:  # re-raised by result(), as a real future would
-            self._exc = exc
-            self._tb = traceback.format_exc()
-
-    def done(self) -> bool:
-        return True
-
-    def result(self, timeout=None):
-        if self._exc is not None:
-            raise self._exc
-        return self._value
-
-
-class InlineExecutor:
-    """Runs each submitted call at once, in this process."""
-
-    def submit(self, fn, *args, **kwargs) -> _Done:
-        return _Done(fn, args, kwargs)
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
-
-
-def default_executor(workers: int | None = None):
-    """Inline for one worker or a GPU; else a pool of `workers` processes (default: one per core)."""
-    if workers is None:
-        workers = int(os.environ.get("THESISLIB_WORKERS", "0")) or (1 if torch.cuda.is_available() else os.cpu_count() or 1)
-    if workers <= 1:
-        return InlineExecutor()
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
 
 
 def _describe(run: Run) -> str:
@@ -339,6 +349,172 @@ def _describe(run: Run) -> str:
     return " ".join(parts)
 
 
+@dataclass
+class Outcome:
+    """What one `compute` call did."""
+
+    total: int = 0  # distinct runs (x evaluation settings) asked for
+    cached: int = 0  # complete before the call
+    submitted: list[str] = field(default_factory=list)  # run ids handed to the executor
+    trained: list[str] = field(default_factory=list)  # run ids trained by this call
+    evaluated: list[str] = field(default_factory=list)  # run ids that got new evaluations
+    failures: list[str] = field(default_factory=list)  # one line each: run, error, log
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.total} runs: {self.cached} in the cache, {len(self.submitted)} computed ({len(self.trained)} "
+                f"trained, {len(self.evaluated)} evaluated, {len(self.failures)} failed) in {_clock(self.seconds)}")
+
+
+def distinct(runs: Iterable[Run]) -> list[Run]:
+    """One run per run id and evaluation settings, scoring the union of the methods and reference
+    maps asked for (so a run two notebooks share is trained and evaluated by one task)."""
+    merged: dict[tuple[str, str], Run] = {}
+    for r in runs:
+        key = (r.run_id, r.config.eval_id())
+        if key in merged:
+            c = merged[key].config
+            union = dict(methods=list(dict.fromkeys(c.methods + r.config.methods)),
+                         references=list(dict.fromkeys(c.references + r.config.references)))
+            if (tuple(union["methods"]), tuple(union["references"])) != (c.methods, c.references):
+                merged[key] = Run(c.replace(**union), r.data_root, r.fingerprint, r.runs_dir)
+        else:
+            merged[key] = r
+    return list(merged.values())
+
+
+def _clock(seconds: float) -> str:
+    """1:05, or 1:02:03 past an hour."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _headline(exc: BaseException) -> str:
+    """One line for a failure: the exception, or the last line of a traceback carried as text (Slurm)."""
+    text = str(exc)
+    if "Traceback (most recent call last)" in text:
+        block = text[text.index("Traceback (most recent call last)"):].split("\n" + "-" * 10)[0]
+        lines = [line for line in block.splitlines() if line.strip()]
+        return lines[-1].strip()
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def compute(runs: Iterable[Run], *, executor=None, workers: int | None = None, threads: int | None = None,
+            progress: bool = True) -> Outcome:
+    """Compute what is missing of `runs`; a failed run is reported and the others go on.
+
+    Args:
+        runs: planned runs (see `plan`), all in one runs folder; duplicates are computed once
+            (see `distinct`).
+        executor: an executor object (anything with submit(fn, *args, **kwargs) returning futures
+            with done() and result(); with a batch() context, e.g. submitit's, all are submitted
+            as one job array), or what a params file's `executor` key holds (None, "inline",
+            "local", "slurm", a mapping, an ExecutorSpec; see `thesislib.study.executors`).
+        workers: processes of a local pool (overrides the spec's).
+        threads: torch threads per run on the CPU (default: the spec's, else $THESISLIB_THREADS or
+            1); results are reproducible for the same seed and thread count.
+        progress: print a line to stderr as each run finishes: done/total, elapsed, estimated time left.
+
+    Returns:
+        The Outcome; each failure names the run, its error and its logs (the traceback is in
+        <run>/error.txt). Nothing of a failed run is taken as done by the cache.
+    """
+    t_start = time.time()
+    runs = list(runs)
+    unique = distinct(runs)
+    todo = [r for r in unique if not r.complete]
+    out = Outcome(total=len(unique), cached=len(unique) - len(todo))
+    if not todo:
+        if progress and unique:
+            _say(f"all {len(unique)} runs are in the cache")
+        return out
+    ensure_writable(todo[0].runs_dir, "runs folder (THESISLIB_RUNS)")  # fail now, not in every worker
+    own = executor is None or isinstance(executor, (str, dict, ExecutorSpec))
+    if own:
+        spec = ExecutorSpec.from_params(executor).override(workers=workers)
+        threads = threads or spec.run_threads()
+        executor = spec.create(todo[0].runs_dir)
+        where = spec.describe()
+    else:
+        threads = threads or int(os.environ.get("THESISLIB_THREADS", "1"))
+        where = type(executor).__name__
+    if progress:
+        log = getattr(executor, "folder", None)
+        _say(f"{len(unique)} runs: {out.cached} in the cache, computing {len(todo)} on {where}"
+             + (f"; Slurm logs in {log}" if log else ""))
+    pending = {}
+    try:
+        batch = getattr(executor, "batch", None)
+        with batch() if callable(batch) else contextlib.nullcontext():
+            for r in todo:
+                fut = executor.submit(execute, r.config.to_dict(), str(r.data_root), str(r.runs_dir), threads=threads)
+                pending[fut] = r
+        out.submitted = [r.run_id for r in todo]
+        while pending:
+            finished = 0
+            for fut in list(pending):
+                if not fut.done():
+                    continue
+                finished += 1
+                r = pending.pop(fut)
+                line = _collect(fut, r, out)
+                if progress:
+                    done = len(todo) - len(pending)
+                    elapsed = time.time() - t_start
+                    left = f", ~{_clock(elapsed / done * len(pending))} left" if pending else ""
+                    _say(f"[{done}/{len(todo)}, {_clock(elapsed)} elapsed{left}] {line}")
+            if not finished:
+                time.sleep(0.2)
+    except BaseException:
+        if own:  # interrupted: drop what has not started
+            executor.shutdown(wait=False, cancel_futures=True)
+            own = False
+        jobs = [str(f.job_id) for f in pending if getattr(f, "job_id", None)]
+        if progress and jobs:
+            _say(f"stopped waiting; {len(jobs)} Slurm jobs may still be queued or running ({', '.join(jobs[:5])}"
+                 f"{', ...' if len(jobs) > 5 else ''}): `scancel` them, or let them finish, and rerun the sweep")
+        raise
+    finally:
+        if own:
+            executor.shutdown(wait=True)
+    out.seconds = time.time() - t_start
+    if progress:
+        _say(str(out))
+    return out
+
+
+def _collect(fut, r: Run, out: Outcome) -> str:
+    """Record a finished future in `out` (a failure with its logs); return a line saying what happened."""
+    try:
+        res = fut.result()
+    except Exception as exc:  # keep going: finished runs are kept, failures reported at the end
+        log = r.dir / "error.txt"
+        try:
+            atomic_write_text(log, getattr(fut, "traceback", None) or "".join(traceback.format_exception(exc)))
+        except OSError as err:  # a full disk: the failure is still reported, without its log
+            log = f"not written: {err}"
+        slurm_log = getattr(fut, "log", None) or getattr(getattr(fut, "paths", None), "stderr", None)  # submitit's
+        logs = f"log: {log}" + (f", Slurm log: {slurm_log}" if slurm_log else "")
+        out.failures.append(f"{r.run_id} ({_describe(r)}): {_headline(exc)} [{logs}]")
+        return f"{r.run_id} FAILED: {_headline(exc)} [{logs}]"
+    (r.dir / "error.txt").unlink(missing_ok=True)  # from an earlier attempt
+    s = res["summary"]
+    what = []
+    if res["trained"]:
+        out.trained.append(r.run_id)
+        what.append(f"trained in {s['train_seconds']:.0f}s (best epoch {s['best_epoch']}, "
+                    f"val acc {100 * s['best_val_acc']:.1f}%)")
+    if res["evaluated"]:
+        out.evaluated.append(r.run_id)
+        what.append("evaluated " + ", ".join(res["evaluated"]))
+    return f"{r.run_id} {_describe(r)}: " + ("; ".join(what) or "done by another sweep")
+
+
 def run_all(configs: Iterable[RunConfig], *, runs_dir: str | os.PathLike | None = None, executor=None,
             workers: int | None = None, threads: int | None = None, progress: bool = True) -> list[Run]:
     """Make sure every config is trained and evaluated; compute only what is missing.
@@ -346,12 +522,8 @@ def run_all(configs: Iterable[RunConfig], *, runs_dir: str | os.PathLike | None 
     Args:
         configs: run configs (duplicates are computed once).
         runs_dir: the runs folder (default: see `thesislib.paths.runs_dir`).
-        executor: anything with submit(fn, *args, **kwargs) returning futures with done() and
-            result(), e.g. a concurrent.futures or submitit executor; default `default_executor`.
-        workers: processes for the default executor.
-        threads: torch threads per run on the CPU (default $THESISLIB_THREADS or 1); results are
-            reproducible for the same seed and thread count.
-        progress: print a line as each run finishes.
+        executor, workers, threads, progress: see `compute`; executor default: a params file's
+            default (inline on a GPU or one core, else a local process pool).
 
     Returns:
         The runs, in the order of `configs`.
@@ -361,54 +533,7 @@ def run_all(configs: Iterable[RunConfig], *, runs_dir: str | os.PathLike | None 
             its run directory as error.txt.
     """
     runs = plan(configs, runs_dir)
-    unique = {r.run_id: r for r in runs}
-    todo = [r for r in unique.values() if not r.complete]
-    if threads is None:
-        threads = int(os.environ.get("THESISLIB_THREADS", "1"))
-    if not todo:
-        return runs
-    own = executor is None
-    executor = executor or default_executor(workers)
-    t_start = time.time()
-    if progress:
-        print(f"{len(unique) - len(todo)} of {len(unique)} runs cached; computing {len(todo)}", file=sys.stderr, flush=True)
-    pending = {}
-    for r in todo:
-        fut = executor.submit(execute, r.config.to_dict(), str(r.data_root), str(r.runs_dir), threads=threads)
-        pending[fut] = r
-    failures = []
-    done_count = 0
-    try:
-        while pending:
-            finished = [f for f in pending if f.done()]
-            if not finished:
-                time.sleep(0.2)
-                continue
-            for fut in finished:
-                r = pending.pop(fut)
-                done_count += 1
-                try:
-                    out = fut.result()
-                    if progress:
-                        s = out["summary"]
-                        what = []
-                        if out["trained"]:
-                            what.append(f"trained in {s['train_seconds']:.0f}s (best epoch {s['best_epoch']}, "
-                                        f"val acc {100 * s['best_val_acc']:.1f}%)")
-                        if out["evaluated"]:
-                            what.append("evaluated " + ", ".join(out["evaluated"]))
-                        print(f"[{done_count}/{len(todo)} {time.time() - t_start:.0f}s] {r.run_id} {_describe(r)}: "
-                              + ("; ".join(what) or "cached"), file=sys.stderr, flush=True)
-                except Exception as exc:  # keep going: finished runs are kept, failures reported at the end
-                    log = r.dir / "error.txt"
-                    tb = getattr(fut, "_tb", None) or "".join(traceback.format_exception(exc))
-                    atomic_write_text(log, tb)
-                    failures.append(f"{r.run_id} ({_describe(r)}): {type(exc).__name__}: {exc} [log: {log}]")
-                    if progress:
-                        print(f"[{done_count}/{len(todo)}] {r.run_id} FAILED: {exc}", file=sys.stderr, flush=True)
-    finally:
-        if own:
-            executor.shutdown(wait=True)
-    if failures:
-        raise RunError(f"{len(failures)} of {len(todo)} runs failed:\n" + "\n".join(failures))
+    out = compute(runs, executor=executor, workers=workers, threads=threads, progress=progress)
+    if out.failures:
+        raise RunError(f"{len(out.failures)} of {len(out.submitted)} runs failed:\n" + "\n".join(out.failures))
     return runs

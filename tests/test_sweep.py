@@ -1,0 +1,152 @@
+"""`thesislib sweep` and the executors: params, flags, progress, failures, dry runs (no Slurm needed)."""
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from thesislib import cli, study
+from thesislib.study import runs as R
+from thesislib.study.config import ConfigError, RunConfig
+from thesislib.study.executors import ExecutorSpec, SlurmExecutor
+from thesislib.sweep import load_sweep, run_sweep
+
+TINY = dict(input_size=64, stem="compact", width=0.0625, depth=18, epochs=1, batch_size=32, eval_images=4,
+            methods=["gradcam"], references=["prior"])
+BAD = {"norm": "group", "groups": 48}  # valid config; 3 groups do not divide layer1's 4 channels: fails in the worker
+
+
+def _params(folder: Path, synth_root, *, executor=None, settings=({}, ), seeds=(0,)) -> Path:
+    """A scale folder: shared.yaml (data, seeds, base, executor) and 01_depth.yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shared = dict(data=None, runs=None, seeds=list(seeds), base={**TINY, "data": str(synth_root)})
+    if executor is not None:
+        shared["executor"] = executor
+    (folder / "shared.yaml").write_text(yaml.safe_dump(shared))
+    (folder / "01_depth.yaml").write_text(yaml.safe_dump({"experiments": {"depth": [dict(s) for s in settings]}}))
+    return folder / "01_depth.yaml"
+
+
+def test_executor_spec_is_strict_and_names_the_key():
+    assert ExecutorSpec.from_params(None).kind is None
+    assert ExecutorSpec.from_params("slurm").kind == "slurm"
+    cases = [("gpu", "kind: expected one of inline, local, slurm"),
+             ({"kind": "slurm", "partiton": "gpu"}, "unknown key(s) 'partiton'; allowed keys: kind, threads"),
+             ({"kind": "slurm", "time_min": 1}, "time_min: expected an integer >= 3"),
+             ({"kind": "slurm", "mem_gb": -4}, "mem_gb: expected a positive number"),
+             ({"kind": "slurm", "sbatch": ["account=x"]}, "sbatch: expected a mapping"),
+             ({"kind": "local", "workers": 0}, "workers: expected an integer >= 1"),
+             ({"kind": "slurm", "setup": "module load cuda"}, "setup: expected a list of shell lines"),
+             (["slurm"], "expected null, one of inline, local, slurm, or a mapping")]
+    for value, message in cases:
+        with pytest.raises(ConfigError) as err:
+            ExecutorSpec.from_params(value, source="p/shared.yaml: executor")
+        assert str(err.value).startswith("p/shared.yaml: executor") and message in str(err.value), str(err.value)
+
+
+def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name in ("sbatch", "srun"):  # submitit only checks that they exist until something is submitted
+        (fake / name).write_text("#!/bin/sh\nexit 1\n")
+        (fake / name).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    spec = ExecutorSpec.from_params(dict(kind="slurm", partition="gpu", gpus_per_task=1, cpus_per_task=8, mem_gb=32,
+                                         time_min=720, array_parallelism=3, sbatch={"account": "proj", "qos": "long"},
+                                         setup=["module load cuda"]))
+    ex = spec.create(tmp_path / "runs")
+    assert isinstance(ex, SlurmExecutor) and ex.folder.parent == tmp_path / "runs" / "slurm"
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    script = _make_sbatch_string(command="python -m x", folder=ex.folder, map_count=10, **ex.parameters)
+    for flag in ("--partition=gpu", "--gpus-per-task=1", "--cpus-per-task=8", "--mem=32768MB", "--time=720",
+                 "--array=0-9%3", "--account=proj", "--qos=long", "--job-name=thesislib"):
+        assert f"#SBATCH {flag}\n" in script, (flag, script)
+    assert "module load cuda" in script
+    assert spec.run_threads() == 8  # a task's CPUs are its torch threads unless threads is set
+    assert "slurm (partition=gpu" in spec.describe()
+
+
+def test_params_executor_and_flags(tmp_path, synth_root):
+    path = _params(tmp_path / "p", synth_root, executor={"kind": "local", "workers": 2, "partition": "gpu"})
+    assert load_sweep([path]).executor == ExecutorSpec(kind="local", workers=2, partition="gpu")
+    flags = cli.build_parser().parse_args(["sweep", str(path), "--executor", "slurm", "--time-min", "240",
+                                           "--sbatch", "account=proj"])
+    from thesislib.sweep import spec_overrides
+
+    spec = load_sweep([path], executor=spec_overrides(flags)).executor
+    assert (spec.kind, spec.workers, spec.partition, spec.time_min, spec.sbatch) == ("slurm", 2, "gpu", 240,
+                                                                                   {"account": "proj"})
+    other = _params(tmp_path / "q", synth_root, executor="inline")
+    with pytest.raises(ConfigError, match=r"executor: .*p/01_depth.yaml has \{'kind': 'local', 'workers': 2, "
+                                          r"'partition': 'gpu'\} but .*q/01_depth.yaml has \{'kind': 'inline'\}"):
+        load_sweep([path, other])
+    with pytest.raises(ConfigError, match="missing.yaml: params file not found"):
+        load_sweep([tmp_path / "missing.yaml"])
+
+
+def test_progress_is_shown_as_each_run_finishes(tmp_path, synth_root, monkeypatch):
+    events = []
+    real = R.execute
+    monkeypatch.setattr(R, "execute", lambda *a, **k: events.append("compute") or real(*a, **k))
+    monkeypatch.setattr(R, "_say", events.append)
+    path = _params(tmp_path / "p", synth_root, seeds=(0, 1, 2))
+    out = run_sweep(load_sweep([path], runs=tmp_path / "runs", executor="inline"))
+    assert len(out.trained) == 3 and not out.failures
+    ticks = [e for e in events if e == "compute" or e.startswith("[")]
+    assert [t if t == "compute" else t[:4] for t in ticks] == ["compute", "[1/3", "compute", "[2/3", "compute", "[3/3"]
+    assert "elapsed, ~" in ticks[1] and "left]" in ticks[1] and "trained in" in ticks[1]
+
+
+def test_a_failing_run_is_reported_with_its_log_and_the_others_complete(tmp_path, synth_root, capsys):
+    path = _params(tmp_path / "p", synth_root, settings=({}, BAD))
+    args = ["sweep", str(path), "--runs", str(tmp_path / "runs"), "--executor", "inline"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    [good, bad] = study.plan([RunConfig.from_dict({**TINY, "data": str(synth_root), **s}) for s in ({}, BAD)],
+                             tmp_path / "runs")
+    assert "1 of 2 runs failed" in err and "groups: 3 groups do not divide 4 channels" in err
+    assert f"log: {bad.dir / 'error.txt'}" in err and "Traceback" in (bad.dir / "error.txt").read_text()
+    assert good.complete
+    assert not bad.trained and not (bad.dir / "best.pt").exists() and not (bad.dir / "eval").exists()
+    # the next sweep retries only the failed run
+    out = run_sweep(load_sweep([path], runs=tmp_path / "runs", executor="inline"), progress=False)
+    assert out.submitted == [bad.run_id] and len(out.failures) == 1
+
+
+def test_dry_run_lists_what_is_missing_and_its_cost(tmp_path, synth_root, capsys):
+    path = _params(tmp_path / "p", synth_root, seeds=(0, 1))
+    args = ["sweep", str(path), "--runs", str(tmp_path / "runs"), "--dry-run"]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "2 runs from" in text and "2 missing (2 to train" in text and "2 without such a run to time them by" in text
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/done.json"))
+    study.run_all([RunConfig.from_dict({**TINY, "data": str(synth_root), "seed": 0})], runs_dir=tmp_path / "runs",
+                  executor="inline", progress=False)
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    [seed1] = study.plan([RunConfig.from_dict({**TINY, "data": str(synth_root), "seed": 1})], tmp_path / "runs")
+    assert "1 in the cache, 1 missing" in text and seed1.run_id in text
+    assert re.search(r"about \d+:\d\d of compute for 1 of the 1 \(timed by finished runs", text), text
+    est = __import__("thesislib.sweep", fromlist=["estimate"]).estimate([seed1])
+    n_train = round(120 * 0.6)  # 120 images, a 0.6 training share, one epoch
+    assert int(est["train_images"].iloc[0]) == pytest.approx(n_train, abs=2) and est["maps"].iloc[0] == 4 * 2
+
+
+def test_notebooks_compute_where_their_params_say():
+    """Each notebook that computes runs takes an `executor` parameter and passes it to study.run."""
+    import nbformat
+    import papermill as pm
+
+    root = Path(__file__).resolve().parents[1]
+    for name in study.NOTEBOOKS:
+        path = root / "notebooks" / f"{name}.ipynb"
+        code = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        calls = [call for src in code for call in re.findall(r"study\.run\([^)]*\)", src)]
+        if not calls:
+            continue
+        assert "executor" in pm.inspect_notebook(str(path)), f"{name}: no `executor` parameter"
+        assert all("executor=executor" in call for call in calls), f"{name}: {calls}"

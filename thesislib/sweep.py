@@ -1,0 +1,366 @@
+"""Sweep: train and evaluate the grids of notebooks' params files, without the notebooks.
+
+    thesislib sweep params/thesis/01_depth.yaml params/thesis/04_regularisation.yaml --executor slurm
+    thesislib sweep params/default --dry-run     # every notebook of a scale: what is missing, and its cost
+
+Each params file is read as its notebook reads it (merged over its scale's shared.yaml, see
+`thesislib.study.grid.load_params`), so a sweep computes exactly the runs the notebooks will then
+find in the cache. Where they compute comes from the params' `executor` key, overridden by the
+flags (see `thesislib.study.executors`). This module imports nothing heavy until it runs, so
+`thesislib sweep --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from thesislib.study.executors import ExecutorSpec
+    from thesislib.study.runs import Outcome, Run
+
+__all__ = ["Sweep", "load_sweep", "estimate", "add_parser", "main"]
+
+_NOTEBOOKS_HELP = "files like params/default/01_depth.yaml, or a params folder for all its notebooks"
+
+EPILOG = """\
+executor (the params' `executor` key, overridden by the flags above):
+  inline   one run after another in this process (the default on a GPU or a single core)
+  local    a process pool on this machine, one process per core (the default on a multi-core CPU)
+  slurm    one Slurm job per missing run, all submitted as one job array through submitit; needs
+           sbatch and srun on PATH (a cluster's login node) and a runs folder the nodes share.
+           A rerun submits only what is still missing; a job cancelled or killed mid-run
+           resumes from its last finished epoch in the next sweep.
+
+  In a params file (usually params/<scale>/shared.yaml):
+    executor: {kind: slurm, partition: gpu, gpus_per_task: 1, cpus_per_task: 8, mem_gb: 32,
+               time_min: 720, array_parallelism: 16, sbatch: {account: myproject}}
+
+environment variables:
+  THESISLIB_RUNS     the runs folder (default <project>/runs), unless --runs or the params' `runs`
+  THESISLIB_DATA     the data folder for configs whose data is null (default: the embedded synthetic set)
+  THESISLIB_WORKERS  processes of the local executor (default: one per core)
+  THESISLIB_THREADS  torch threads per run on a CPU (default 1; slurm: --cpus-per-task)
+  SLURM_CONF, SBATCH_*  read by Slurm's own commands (which cluster, default sbatch options)
+
+exit status: 0 when every run is complete, 1 when some failed (each named with its error and
+log), 2 for bad params or arguments.
+"""
+
+
+@dataclass
+class Sweep:
+    """The runs of some params files, where they live and where they compute."""
+
+    table: "pd.DataFrame"  # one row per grid row (family, setting, seed, config), all files stacked
+    runs_dir: Path
+    executor: "ExecutorSpec"
+    sources: list[Path]
+
+    def runs(self) -> list["Run"]:
+        """The planned runs, one per distinct config, in grid order."""
+        from thesislib.study.runs import plan
+
+        configs = list({c: None for c in self.table["config"]})
+        return plan(configs, self.runs_dir)
+
+
+def _files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Params files, with folders expanded to their notebooks' files in report order."""
+    from thesislib.study.config import ConfigError
+    from thesislib.study.grid import NOTEBOOKS
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = [p / f"{n}.yaml" for n in NOTEBOOKS if (p / f"{n}.yaml").is_file()]
+            if not found:
+                raise ConfigError(f"{p}: no notebook params found (expected files like 01_depth.yaml)")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ConfigError(f"{p}: params file not found (expected e.g. params/default/01_depth.yaml)")
+    return out
+
+
+def _grids(path: Path, params: dict[str, Any], data: str | None, runs: str | None) -> list["pd.DataFrame"]:
+    """The grids a notebook with these params computes (its experiments and RQ5's long run)."""
+    from thesislib.study.grid import grid, long_run_experiments
+
+    if "experiments" not in params:
+        return []
+    data = data if data is not None else params.get("data")
+    out = [grid(params.get("base", {}), params["experiments"], params.get("seeds"), data=data, runs=runs,
+                source=str(path))]
+    if "long_run" in params:
+        out.append(grid(params.get("base", {}), long_run_experiments(params["long_run"]), params.get("seeds"),
+                        data=data, runs=runs, source=f"{path}: long_run"))
+    return out
+
+
+def _one(values: dict[Path, Any], key: str) -> Any:
+    """The value every file gives `key`, or an error naming two files that disagree."""
+    from thesislib.study.config import ConfigError
+
+    def shown(value: Any) -> Any:
+        return value.to_dict() or None if hasattr(value, "to_dict") else value
+
+    items = list(values.items())
+    for path, value in items[1:]:
+        if value != items[0][1]:
+            raise ConfigError(f"{key}: {items[0][0]} has {shown(items[0][1])!r} but {path} has {shown(value)!r}; a sweep "
+                              f"has one {key} (sweep them separately, or give --{key.replace('_', '-')})")
+    return items[0][1] if items else None
+
+
+def load_sweep(paths: Sequence[str | os.PathLike], *, data: str | None = None, runs: str | os.PathLike | None = None,
+               executor: "ExecutorSpec | dict | str | None" = None) -> Sweep:
+    """Read params files (or folders) into one sweep.
+
+    Args:
+        paths: notebook params files, or params folders (all their notebooks).
+        data: a data folder for every run (default: each file's `data`, else its base's).
+        runs: the runs folder (default: the files' `runs`, else $THESISLIB_RUNS, else <project>/runs).
+        executor: fields that override the files' `executor` (an ExecutorSpec, a mapping, a kind).
+
+    Raises:
+        ConfigError: a missing or bad file, or files that disagree on `runs` or `executor`.
+    """
+    import pandas as pd
+
+    from thesislib.paths import runs_dir as default_runs_dir
+    from thesislib.study.config import ConfigError
+    from thesislib.study.executors import ExecutorSpec
+    from thesislib.study.grid import load_params
+
+    files = _files(paths)
+    params = {f: load_params(f) for f in files}
+    runs = runs if runs is not None else _one({f: p.get("runs") for f, p in params.items()}, "runs")
+    spec = _one({f: ExecutorSpec.from_params(p.get("executor"), source=f"{f}: executor") for f, p in params.items()},
+                "executor")
+    if executor is not None:
+        if isinstance(executor, ExecutorSpec):
+            executor = executor.to_dict()
+        elif isinstance(executor, str):
+            executor = {"kind": executor}
+        spec = ExecutorSpec.from_params({**spec.to_dict(), **executor}, source="executor (params and flags)")
+    frames = [g for f, p in params.items() for g in _grids(f, p, data, None if runs is None else str(runs))]
+    if not frames:
+        raise ConfigError(f"{', '.join(map(str, files))}: no experiments to run (notebooks like 00_data and "
+                          "06_correlation train nothing of their own)")
+    table = pd.concat(frames, ignore_index=True)
+    return Sweep(table, default_runs_dir(runs), spec, files)
+
+
+# -- cost ------------------------------------------------------------------------------------
+
+def _counts(run: "Run", cache: dict) -> tuple[int, int]:
+    """(training images, evaluation images) of a run's split, from the data's file list."""
+    from thesislib.data import THESIS_FRACTIONS, scan
+
+    if run.data_root not in cache:
+        cache[run.data_root] = len(scan(run.data_root))
+    n = cache[run.data_root]
+    c = run.config
+    f = THESIS_FRACTIONS if c.split == "thesis" else c.split
+    n_train = max(1, round(n * f[0] * getattr(c, "train_fraction", 1.0)))
+    n_eval = max(1, round(n * f[1 if c.eval_split == "val" else 2]))
+    return n_train, min(n_eval, c.eval_images or n_eval)
+
+
+def _shape(run: "Run") -> tuple:
+    """What a run's speed depends on most: its model, its input and its data."""
+    c = run.config
+    return (c.depth, c.width, c.stem, c.input_size, run.fingerprint)
+
+
+def _rates(runs_dir: Path, planned: list["Run"], counts: dict, per_shape: int = 3) -> dict[tuple, dict[str, float]]:
+    """Seconds per training image and per scored image and method, from finished runs in the
+    runs folder with the same model, input size and data as some planned run (a few per shape)."""
+    import json
+
+    import pandas as pd
+
+    from thesislib.study.config import RunConfig
+    from thesislib.study.runs import Run
+
+    wanted = {_shape(r): r for r in planned}
+    samples: dict[tuple, list[dict[str, float]]] = {}
+    for done in sorted(runs_dir.glob("*/done.json")):
+        try:
+            stored = json.loads((done.parent / "config.json").read_text())
+            cached = Run(RunConfig.from_dict(stored["config"]), Path(stored["data_root"]), stored["data_fingerprint"],
+                         runs_dir)
+            shape = _shape(cached)
+            if shape not in wanted or len(samples.get(shape, [])) >= per_shape:
+                continue
+            n_train, _ = _counts(Run(cached.config, wanted[shape].data_root, cached.fingerprint, runs_dir), counts)
+            rate = {"train": float(pd.read_csv(done.parent / "history.csv")["seconds"].mean()) / n_train}
+            for csv in done.parent.glob("eval/*/*.csv"):
+                if csv.stem != "summary" and csv.stat().st_size:
+                    df = pd.read_csv(csv)
+                    if "seconds" in df and len(df):
+                        rate[csv.stem] = float(df["seconds"].mean())
+        except (OSError, ValueError, KeyError):
+            continue  # made by other code, or damaged: not a sample
+        samples.setdefault(shape, []).append(rate)
+    return {shape: {k: sum(s[k] for s in ss if k in s) / sum(k in s for s in ss) for k in set().union(*ss)}
+            for shape, ss in samples.items()}
+
+
+def estimate(runs: list["Run"]) -> "pd.DataFrame":
+    """What computing the missing part of `runs` costs, one row per run that is not complete.
+
+    Columns: run_id, run (its settings), todo ("train + evaluate" or the methods to evaluate),
+    train_images (epochs x training images), maps (scored images x missing methods and reference
+    maps), scorecam_forwards (Score-CAM's masked forward passes: one per layer4 channel and scored
+    image), seconds (estimated from finished runs of the same model, input size and data in the
+    runs folder; NaN where there is none).
+    """
+    import pandas as pd
+
+    from thesislib.models import pooled_dim
+    from thesislib.study.runs import _describe, distinct
+
+    todo = [r for r in distinct(runs) if not r.complete]
+    counts: dict = {}
+    rates = _rates(todo[0].runs_dir, todo, counts) if todo else {}
+    rows, to_train = [], set()
+    for r in todo:
+        c = r.config
+        n_train, n_scored = _counts(r, counts)
+        missing = r.missing_methods()
+        trains = not r.trained and r.run_id not in to_train  # a run with two evaluation settings trains once
+        to_train.add(r.run_id)
+        train_images = c.epochs * n_train if trains else 0
+        forwards = n_scored * pooled_dim(c.depth, c.width) * sum(m.startswith("scorecam") for m in missing)
+        rate = rates.get(_shape(r))
+        seconds = float("nan")
+        if rate is not None and (not trains or "train" in rate) and all(m in rate for m in missing):
+            seconds = train_images * rate.get("train", 0.0) + sum(n_scored * rate[m] for m in missing)
+        rows.append(dict(run_id=r.run_id, run=_describe(r),
+                         todo="train + evaluate" if trains else "evaluate " + ", ".join(missing),
+                         train_images=train_images, maps=n_scored * len(missing), scorecam_forwards=forwards,
+                         seconds=seconds))
+    return pd.DataFrame(rows, columns=["run_id", "run", "todo", "train_images", "maps", "scorecam_forwards", "seconds"])
+
+
+def _dry_run(sweep: Sweep, out) -> int:
+    from thesislib.study.runs import _clock
+
+    from thesislib.study.runs import distinct as distinct_runs
+
+    runs = sweep.runs()
+    est = estimate(runs)
+    distinct = len(distinct_runs(runs))
+    print(f"runs folder: {sweep.runs_dir}", file=out)
+    print(f"executor: {sweep.executor.describe()}", file=out)
+    n_train = int((est["todo"] == "train + evaluate").sum())
+    print(f"{distinct} runs from {', '.join(map(str, sweep.sources))}: {distinct - len(est)} in the cache, "
+          f"{len(est)} missing ({n_train} to train, {len(est) - n_train} only to evaluate)", file=out)
+    if est.empty:
+        return 0
+    shown = est.assign(seconds=[_clock(s) if s == s else "?" for s in est["seconds"]])
+    print(shown.to_string(index=False, justify="left",
+                          formatters={"run": f"{{:<{shown['run'].str.len().max()}}}".format,
+                                      "todo": f"{{:<{shown['todo'].str.len().max()}}}".format}), file=out)
+    timed = est["seconds"].notna()
+    total = est["seconds"].sum()
+    line = (f"total: {est['train_images'].sum():,} training images, {est['maps'].sum():,} maps, "
+            f"{est['scorecam_forwards'].sum():,} Score-CAM forwards")
+    if timed.any():
+        line += (f"; about {_clock(total)} of compute for {int(timed.sum())} of the {len(est)} (timed by finished "
+                 "runs of the same model and data in the runs folder, on the machines that made them)")
+    if not timed.all():
+        line += f"; {int((~timed).sum())} without such a run to time them by"
+    print(line, file=out)
+    return 0
+
+
+# -- command line ----------------------------------------------------------------------------
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `sweep` subcommand to an argparse subparsers object."""
+    p = sub.add_parser("sweep", help="train and evaluate the runs of params files (locally or on Slurm)",
+                       description=__doc__.splitlines()[0], epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("params", nargs="+", type=Path, metavar="PARAMS", help=_NOTEBOOKS_HELP)
+    p.add_argument("--executor", choices=("inline", "local", "slurm"), default=None,
+                   help="where runs compute (default: the params' executor, else inline on a GPU, local on a CPU)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs missing from the cache and estimate their cost; compute nothing")
+    p.add_argument("--data", default=None, metavar="DIR", help="data folder for every run (default: the params' data)")
+    p.add_argument("--runs", type=Path, default=None, metavar="DIR", help="runs folder (default: the params' runs, else "
+                   "$THESISLIB_RUNS, else <project>/runs)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads per run on a CPU")
+    g = p.add_argument_group("local")
+    g.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default $THESISLIB_WORKERS, else one per core)")
+    g = p.add_argument_group("slurm (each also an option of the params' executor, named with underscores)")
+    g.add_argument("--partition", default=None, metavar="NAME", help="sbatch --partition (default: the cluster's default)")
+    g.add_argument("--gpus-per-task", type=int, default=None, metavar="N", help="sbatch --gpus-per-task")
+    g.add_argument("--cpus-per-task", type=int, default=None, metavar="N", help="sbatch --cpus-per-task (also the torch threads)")
+    g.add_argument("--mem-gb", type=float, default=None, metavar="GB", help="sbatch --mem, in GB")
+    g.add_argument("--time-min", type=int, default=None, metavar="MIN",
+                   help="sbatch --time per run in minutes, at least 3 (default 240)")
+    g.add_argument("--array-parallelism", type=int, default=None, metavar="N", help="at most this many runs at once")
+    g.add_argument("--sbatch", action="append", default=None, metavar="KEY=VALUE",
+                   help="a further sbatch option, e.g. --sbatch account=myproject --sbatch qos=normal "
+                        "(--sbatch exclusive=true for a bare flag)")
+    g.add_argument("--setup", action="append", default=None, metavar="LINE",
+                   help="a shell line each job runs first, e.g. --setup 'module load cuda'")
+    g.add_argument("--log-dir", default=None, metavar="DIR", help="log folder (default <runs>/slurm/<date>-<time>-<pid>)")
+    p.set_defaults(func=main)
+    return p
+
+
+def _sbatch_options(items: list[str] | None) -> dict[str, Any] | None:
+    from thesislib.study.config import ConfigError
+
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--sbatch: expected KEY=VALUE (e.g. account=myproject), found {item!r}")
+        out[key.strip().lstrip("-")] = True if value.lower() == "true" else value
+    return out
+
+
+def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The executor fields the flags set."""
+    flags = dict(kind=args.executor, threads=args.threads, workers=args.workers, partition=args.partition,
+                 gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
+                 time_min=args.time_min, array_parallelism=args.array_parallelism,
+                 sbatch=_sbatch_options(args.sbatch), setup=args.setup, log_dir=args.log_dir)
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def run_sweep(sweep: Sweep, *, progress: bool = True) -> "Outcome":
+    """Compute what is missing of a sweep; failures are in the Outcome, the others complete."""
+    from thesislib.study.runs import compute
+
+    return compute(sweep.runs(), executor=sweep.executor, progress=progress)
+
+
+def main(args: argparse.Namespace, out=None) -> int:
+    """`thesislib sweep`: 0 when every run is complete, 1 when some failed."""
+    out = out or sys.stdout
+    sweep = load_sweep(args.params, data=args.data, runs=args.runs, executor=spec_overrides(args) or None)
+    if args.dry_run:
+        return _dry_run(sweep, out)
+    outcome = run_sweep(sweep)
+    if outcome.failures:
+        print(f"thesislib: {len(outcome.failures)} of {len(outcome.submitted)} runs failed "
+              "(the others are complete; a rerun computes only what is missing):", file=sys.stderr)
+        for line in outcome.failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
