@@ -99,3 +99,12 @@ def test_precode_dims_gives_the_pooled_dimension_and_the_scaled_k(depth, width, 
     if width < 1:
         m = create_model(c.model_name, **c.model_kwargs())
         assert (m.precode.dim, m.precode.k) == precode_dims(c)
+
+
+def test_numbers_that_yaml_reads_as_text_get_a_hint_and_flags_must_be_booleans():
+    with pytest.raises(ConfigError, match=r"lr: expected a number in \[1e-08, 10\] \(YAML reads 1e-4 as text: write "
+                                          r"it with a dot, e.g. 1.0e-04\), found '1e-4'"):
+        RunConfig.from_dict({**SMALL, "lr": "1e-4"})
+    with pytest.raises(ConfigError, match="skip_corrupt: expected true or false, found 'yes'"):
+        RunConfig.from_dict({**SMALL, "skip_corrupt": "yes"})
+    assert RunConfig(**SMALL, skip_corrupt=True).run_id("d") != RunConfig(**SMALL).run_id("d")

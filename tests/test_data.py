@@ -200,3 +200,42 @@ def test_images_are_moved_to_the_device_once(split):
         next(ds.batches(0, generator=torch.Generator()))
     with pytest.raises(ValueError, match="images: expected uint8"):
         D.augment(torch.zeros(1, 3, 8, 8), _params(1))
+
+
+def test_describe_counts_per_split_and_what_the_protocol_counts(split):
+    table = split.describe()
+    assert list(table.columns) == [*CLASSES, "total", "blank maps", "maps of another aspect"]
+    assert list(table.index) == list(D.SPLITS) and table["total"].sum() == 120
+    assert table["blank maps"].sum() == 0 and table["maps of another aspect"].sum() == 0
+
+
+def test_the_sample_loader_batches_a_split_without_torch_s_dataset_base(split):
+    x, y, i = next(iter(split.test.loader(5, shuffle=False)))
+    assert x.shape == (5, 3, 64, 64) and torch.equal(y, split.test.labels[:5]) and i.tolist() == list(range(5))
+
+
+def test_check_reads_every_file_and_counts(synth_root):
+    result = D.check(synth_root)
+    assert sum(result.counts.values()) == 120 and not result.skipped and not result.blank_maps
+    assert str(result).startswith(f"{synth_root}: LAG layout, 120 image/map pairs")
+
+
+def test_the_fingerprint_follows_the_content_of_every_image_and_map(synth_root, tmp_path):
+    """Changed data never passes for the data a run was trained on; the same bytes elsewhere do."""
+    import os
+    import shutil
+
+    from thesislib.layout import CLASSES, IMAGE_DIR, MAP_DIR
+
+    root = tmp_path / "copy"
+    shutil.copytree(synth_root, root)
+    base = D.fingerprint(D.scan(root))
+    assert D.fingerprint(D.scan(synth_root)) == base
+    for sub in (IMAGE_DIR, MAP_DIR):
+        victim = sorted((root / CLASSES[1] / sub).iterdir())[0]
+        original, st = victim.read_bytes(), victim.stat()
+        victim.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one bit, same size
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # past the memo's timestamp granularity
+        assert D.fingerprint(D.scan(root)) != base, sub
+        victim.write_bytes(original)
+    assert D.fingerprint(D.scan(root)) == base

@@ -1,11 +1,14 @@
 """Report: execute the notebooks with papermill and stitch them into one self-contained HTML file.
 
 `build_report(params="params/default")` runs every notebook of `notebooks/` that has a params
-file in the folder (in the order 00..06), with the current Python environment as kernel and the
-project root as working directory, saving each executed notebook under the runs folder. It then
-writes one HTML page: a header (params set, data, git commit, date, machine, wall time), a table
-of contents, and every notebook's text, tables and figures, without code. A notebook that fails
-is named in the report with the failing cell and error; its executed notebook is kept.
+file in the folder (in the order of `NOTEBOOKS`, 00..09), with the current Python environment as
+kernel and the project root as working directory, saving each executed notebook under the runs
+folder. It then writes one HTML page: a header (params set, data, git commit, date, machine, wall
+time), a table of contents, and every notebook's text, tables and figures, without code. A
+notebook that fails is named in the report with the failing cell and error; its executed notebook
+is kept.
+Each notebook's last cell records its key numbers (`record`, `key_numbers`) as
+<notebook>.results.json beside its executed notebook, for the tests to check.
 """
 
 from __future__ import annotations
@@ -25,19 +28,21 @@ from pathlib import Path
 
 import nbformat
 
-from thesislib.atomic import atomic_write_text
+from thesislib.atomic import atomic_write_text, ensure_writable
 from thesislib.paths import project_root, runs_dir
 from thesislib.study.config import ConfigError
 from thesislib.study.grid import NOTEBOOKS, load_params
 from thesislib.study.runs import git_commit
 
-__all__ = ["build_report", "execute", "stitch", "KERNEL_NAME"]
+__all__ = ["build_report", "execute", "check_params", "stitch", "KERNEL_NAME", "record", "key_numbers", "RESULTS_ENV"]
 
 KERNEL_NAME = "thesislib-current-env"
 TITLES = {
     "00_data": "00 · Data", "01_depth": "01 · Depth (RQ1)", "02_optimisation": "02 · Optimisation (RQ2)",
     "03_cam_methods": "03 · CAM methods (RQ3)", "04_regularisation": "04 · Regularisation (RQ4)",
     "05_precode": "05 · PRECODE (RQ5)", "06_correlation": "06 · Accuracy and explainability (RQ6)",
+    "07_optimizers": "07 · Optimisers", "08_dataset_size": "08 · Training-set size",
+    "09_shortcut": "09 · A shortcut: what accuracy hides",
 }
 
 
@@ -56,18 +61,68 @@ def _kernel_dir() -> Path:
     return folder
 
 
+def _kernel_transport(folder: Path):
+    """Kernel-manager settings: the kernel talks over local IPC sockets in `folder`, not TCP ports.
+
+    Nothing then listens on the network, and ipykernel (7 and later) does not warn at every start
+    that the kernel "is running over TCP without encryption". Windows has no IPC transport and
+    keeps TCP on localhost.
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    if os.name != "nt":
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(folder / "kernel")
+    return config
+
+
 def execute(notebook: Path, output: Path, parameters: dict, *, cwd: Path) -> tuple[bool, str | None]:
     """Run one notebook with papermill; return (ok, failure description)."""
     import papermill as pm
 
+    sockets = Path(tempfile.mkdtemp(prefix="thesislib-ipc-"))
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
-                            cwd=str(cwd), progress_bar=sys.stderr.isatty(), log_output=True, report_mode=False)
+                            cwd=str(cwd), progress_bar=sys.stderr.isatty(), log_output=True, report_mode=False,
+                            config=_kernel_transport(sockets))
         return True, None
     except pm.PapermillExecutionError as err:
         return False, f"{_failed_cell(output, err.exec_count)}: {err.ename}: {err.evalue}"
     except Exception as err:  # a kernel that dies, a missing file: the report says so and goes on
         return False, f"{type(err).__name__}: {err}"
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def check_params(params: dict, notebook_keys: list[str], *, source: str, data: str | None = None) -> None:
+    """Fail before any notebook starts on a params file that the notebook would reject.
+
+    Args:
+        params: a notebook's merged params (`thesislib.study.load_params`).
+        notebook_keys: the names its `parameters` cell defines.
+        source: the params file, named in errors.
+        data: the report's data override, if any.
+
+    Raises:
+        ConfigError: an unknown key; or a `base`, `experiments` or `seeds` that does not make valid
+            run configs (an unknown run setting, a value of the wrong type or out of range).
+    """
+    from thesislib.study.config import RunConfig
+    from thesislib.study.grid import grid
+
+    unknown = sorted(set(params) - set(notebook_keys))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: "
+                          f"{', '.join(notebook_keys)}")
+    base = params.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{source}: base: expected a mapping of run settings, found {base!r}")
+    data = data if data is not None else params.get("data")
+    if "experiments" in params:
+        grid(base, params["experiments"], params.get("seeds"), data=data, source=source)
+    elif "base" in params:
+        RunConfig.from_dict({**base, **({"data": str(data)} if data is not None else {})}, source=f"{source}: base")
 
 
 def _failed_cell(executed: Path, exec_count: int | None) -> str:
@@ -119,19 +174,23 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
         raise ConfigError(f"{params_dir}: no params for {', '.join(missing)} (expected {', '.join(f'{m}.yaml' for m in missing)})")
     if not names:
         raise ConfigError(f"{params_dir}: no notebook params found (expected files like 01_depth.yaml)")
-    all_params = {n: load_params(params_dir / f"{n}.yaml", keys=notebook_parameters(root / "notebooks" / f"{n}.ipynb"))
-                  for n in names}
+    keys = {n: notebook_parameters(root / "notebooks" / f"{n}.ipynb") for n in names}
+    all_params = {n: load_params(params_dir / f"{n}.yaml", keys=keys[n]) for n in names}
     if data is not None and not str(data).startswith("synthetic"):
         from thesislib.data import resolve_root, scan
 
         data = str(resolve_root(data))
         scan(data)  # a bad folder fails here, in one line, before any notebook starts
-    work = Path(workdir) if workdir else runs_dir() / "notebooks" / params_dir.name
-    work.mkdir(parents=True, exist_ok=True)
+    for n in names:  # so does a bad params file
+        check_params(all_params[n], keys[n], source=str(params_dir / f"{n}.yaml"), data=data)
+    work = ensure_writable(Path(workdir) if workdir else runs_dir() / "notebooks" / params_dir.name,
+                           "folder for executed notebooks (under THESISLIB_RUNS unless --workdir)")
     out = Path(out)
+    ensure_writable(out.parent, "report folder")
 
     kernels = _kernel_dir()
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), os.environ.get("JUPYTER_PATH")]))
+    os.environ[RESULTS_ENV] = str(Path(work).resolve())  # each notebook's record() writes beside it
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("papermill").setLevel(logging.INFO)
     logging.getLogger("papermill").addFilter(_quiet_papermill)
@@ -142,7 +201,7 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     outcomes = []
     for i, name in enumerate(names, 1):
         p = dict(all_params[name])
-        if data is not None:
+        if data is not None and "data" in keys[name]:  # 09_shortcut takes no data: it draws its own sets
             p["data"] = data
         if name == "06_correlation":
             p["params_dir"] = str(params_dir.resolve())
@@ -249,3 +308,71 @@ def _esc(text: str) -> str:
     import html
 
     return html.escape(str(text))
+
+
+# -- key results of each notebook, for the tests ------------------------------------------------
+
+RESULTS_ENV = "THESISLIB_RESULTS_DIR"  # set by build_report: the folder of the executed notebooks
+KEY_METRICS = ("iou_area", "accuracy")
+
+
+def record(name: str, results: dict) -> Path | None:
+    """Write a notebook's key results to <name>.results.json beside its executed notebook.
+
+    `build_report` points $THESISLIB_RESULTS_DIR at the folder of the executed notebooks; where it
+    is unset (a notebook opened in Jupyter, or run by papermill by hand) nothing is written. The
+    notebook tests compare these numbers with numbers computed from the runs folder.
+
+    Args:
+        name: the notebook's name, e.g. "01_depth".
+        results: numbers, strings, booleans, lists and dicts (numpy scalars too; NaN is written
+            as null).
+    Returns:
+        The file written, or None.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[0-9A-Za-z_.-]+", name):
+        raise ValueError(f"name: expected a notebook name such as '01_depth', found {name!r}")
+    plain = _plain(results, "results")
+    folder = os.environ.get(RESULTS_ENV)
+    if not folder:
+        return None
+    path = Path(folder) / f"{name}.results.json"
+    atomic_write_text(path, json.dumps(plain, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def _plain(x, where: str):
+    """A JSON-able copy of `x`: numpy and torch scalars as Python numbers, NaN and infinities as None."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(x)]
+    if hasattr(x, "item") and getattr(x, "ndim", 0) == 0 and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return None
+    if x is None or isinstance(x, (str, bool, int, float)):
+        return x
+    raise TypeError(f"{where}: expected numbers, strings, booleans, lists or dicts, found {type(x).__name__}")
+
+
+def key_numbers(ours, results, metrics=KEY_METRICS) -> dict:
+    """The numbers a study notebook's tables rest on, for `record`.
+
+    Args:
+        ours: `thesislib.tables.aggregate(results)`: per family, setting, method and metric the
+            mean and sample std over seeds.
+        results: `thesislib.study.run(grid)`: one row per run and method.
+        metrics: the metrics of `ours` to keep.
+    Returns:
+        {"runs": one {family, setting, seed, run_id, eval_id, learned} per run and family,
+         "table": one {family, setting, method (label; "" for classification), metric, mean, std,
+         n} per row of `ours` with a metric in `metrics`}.
+    """
+    runs = results.drop_duplicates(["family", "setting", "seed", "run_id"])
+    rows = [dict(family=str(r.family), setting=str(r.setting), seed=int(r.seed), run_id=str(r.run_id),
+                 eval_id=r.config.eval_id(), learned=bool(r.learned)) for r in runs.itertuples()]
+    part = ours[ours["metric"].isin(list(metrics))]
+    table = [dict(family=str(r.family), setting=str(r.setting), method=str(r.method), metric=str(r.metric),
+                  mean=float(r.mean), std=float(r.std), n=int(r.n)) for r in part.itertuples()]
+    return dict(runs=rows, table=table)

@@ -16,10 +16,10 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from thesislib.explain import METHODS
+from thesislib.explain import LAYERS, METHODS
 from thesislib.models import NORMS, STEMS, cam_grid, pooled_dim, scaled_precode_k
 from thesislib.references import REFERENCES
-from thesislib.train import PENALTIES
+from thesislib.train import OPTIMIZERS, PENALTIES
 
 __all__ = ["RunConfig", "ConfigError", "TRAINING", "EVALUATION", "SEMANTICS", "EVAL_SEMANTICS", "precode_dims"]
 
@@ -46,6 +46,8 @@ class RunConfig:
     input_size: int = 224
     split: tuple[float, float, float] | str = (0.6, 0.2, 0.2)  # train/val/test, or "thesis"
     split_seed: int = 0
+    train_fraction: float = 1.0  # seeded, stratified share of the training split used (val, test unchanged)
+    skip_corrupt: bool = False  # leave out image/map pairs with an unreadable file (warned, counted) instead of failing
     # model
     depth: int = 50
     width: float = 1.0
@@ -61,7 +63,9 @@ class RunConfig:
     epochs: int = 100
     batch_size: int = 256
     lr: float = 1e-3
+    optimizer: str = "adam"  # adam | sgd (momentum 0.9) | rmsprop
     seed: int = 0
+    shuffle_labels: bool = False  # train on a seeded permutation of the training labels (data randomisation)
     # explainability tracked during training (RQ2), on the validation split
     track_every: int = 0
     track_method: str = "gradcam"
@@ -73,6 +77,9 @@ class RunConfig:
     target: str = "predicted"
     eval_images: int | None = None
     deletion_steps: int = 0
+    layer: str = "layer4"  # the stage explainers read (CAM: layer4 only)
+    road_percentiles: tuple[float, ...] = ()  # ROAD at these percentiles (pytorch-grad-cam's meaning); () off
+    threshold_free: bool = False  # rank accuracy, top-k intersection, pixel AUROC, IoU at other thresholds
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -81,6 +88,8 @@ class RunConfig:
                 value = tuple(value)
             if f.name in _FLOATS and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)  # 1 and 1.0 must hash alike
+            if f.name == "road_percentiles" and isinstance(value, tuple):  # [80] and [80.0] must hash alike
+                value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
             if f.name == "split" and isinstance(value, tuple):
                 value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
             object.__setattr__(self, f.name, value)
@@ -120,11 +129,29 @@ class RunConfig:
             del out["penalty_lambda"]
         if not self.track_every:
             del out["track_method"], out["track_images"]
+        # added after runs existed: at their defaults they stay out, so those runs keep their ids
+        if self.optimizer == "adam":
+            del out["optimizer"]
+        if self.train_fraction == 1.0:
+            del out["train_fraction"]
+        if not self.skip_corrupt:
+            del out["skip_corrupt"]
+        if not self.shuffle_labels:
+            del out["shuffle_labels"]
         return out
 
     def evaluation_dict(self) -> dict[str, Any]:
-        """The evaluation settings that the stored numbers depend on (methods and references excluded)."""
-        return {k: v for k, v in self.to_dict().items() if k in EVALUATION and k not in ("methods", "references")}
+        """The evaluation settings that the stored numbers depend on (methods and references excluded;
+        settings added after evaluations existed only where they differ from their defaults, so
+        those evaluations keep their ids)."""
+        out = {k: v for k, v in self.to_dict().items() if k in EVALUATION and k not in ("methods", "references")}
+        if self.layer == "layer4":
+            del out["layer"]
+        if not self.road_percentiles:
+            del out["road_percentiles"]
+        if not self.threshold_free:
+            del out["threshold_free"]
+        return out
 
     def run_id(self, data_fingerprint: str) -> str:
         """Hash of the training fields and SEMANTICS, with the data identified by its content, not its path."""
@@ -165,7 +192,10 @@ class RunConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
                     or v < lo or v > hi or (hi_open and v == hi):
-                fail(key, f"a number in [{lo}, {hi}{')' if hi_open else ']'}")
+                hint = ""
+                if isinstance(v, str) and _is_float(v):  # PyYAML reads 1e-3 (no dot) as text
+                    hint = f" (YAML reads {v} as text: write it with a dot, e.g. {float(v):.1e})"
+                fail(key, f"a number in [{lo}, {hi}{')' if hi_open else ']'}{hint}")
 
         def choice(key: str, options) -> None:
             if getattr(self, key) not in options:
@@ -180,6 +210,11 @@ class RunConfig:
                     and abs(sum(self.split) - 1) < 1e-6):
                 fail("split", "'thesis' or three positive fractions [train, val, test] summing to 1")
         integer("split_seed", 0)
+        if not isinstance(self.skip_corrupt, bool):
+            fail("skip_corrupt", "true or false")
+        f = self.train_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+            fail("train_fraction", "a number in (0, 1]: the share of the training split to train on")
         choice("depth", (18, 34, 50))
         number("width", 1 / 64, 4)
         choice("stem", STEMS)
@@ -193,6 +228,7 @@ class RunConfig:
         integer("epochs", 1)
         integer("batch_size", 1)
         number("lr", 1e-8, 10)
+        choice("optimizer", OPTIMIZERS)
         integer("seed", 0)
         integer("track_every", 0)
         choice("track_method", METHODS)
@@ -206,6 +242,16 @@ class RunConfig:
         choice("target", ("predicted", "label"))
         integer("eval_images", 1, optional=True)
         integer("deletion_steps", 0)
+        if not isinstance(self.shuffle_labels, bool):
+            fail("shuffle_labels", "true or false")
+        choice("layer", LAYERS)
+        if not isinstance(self.threshold_free, bool):
+            fail("threshold_free", "true or false")
+        if not isinstance(self.road_percentiles, tuple) or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 100 for v in self.road_percentiles):
+            fail("road_percentiles", "a list (possibly empty) of percentiles in (0, 100), e.g. [80]")
+        if self.layer != "layer4" and self.methods == ("cam",):
+            fail("methods", f"a method other than 'cam' at {self.layer} (CAM is defined at layer4 only)")
         if self.penalty == "none" and self.penalty_lambda:
             fail("penalty_lambda", "0 when penalty is 'none' (set penalty to l1 or l2)")
         grid = cam_grid(self.stem, self.input_size)
@@ -222,11 +268,12 @@ class RunConfig:
 
 TRAINING = ("input_size", "split", "split_seed", "depth", "width", "stem", "norm", "groups", "dropout",
             "precode_k", "precode_beta", "penalty", "penalty_lambda", "epochs", "batch_size", "lr", "seed",
-            "track_every", "track_method", "track_images")
-EVALUATION = ("methods", "references", "eval_split", "target", "eval_images", "deletion_steps")
+            "track_every", "track_method", "track_images", "optimizer", "train_fraction", "skip_corrupt", "shuffle_labels")
+EVALUATION = ("methods", "references", "eval_split", "target", "eval_images", "deletion_steps", "layer",
+              "road_percentiles", "threshold_free")
 
 
-_FLOATS = ("width", "dropout", "precode_beta", "penalty_lambda", "lr")
+_FLOATS = ("width", "dropout", "precode_beta", "penalty_lambda", "lr", "train_fraction")
 
 
 def precode_dims(config: RunConfig) -> tuple[int, int | None]:
@@ -235,6 +282,14 @@ def precode_dims(config: RunConfig) -> tuple[int, int | None]:
     None without PRECODE."""
     d = pooled_dim(config.depth, config.width)
     return d, (scaled_precode_k(config.precode_k, d) if config.precode_k else None)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _digest(obj: Any) -> str:
