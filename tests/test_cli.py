@@ -53,15 +53,25 @@ def test_synth_refuses_to_overwrite(tmp_path):
     _one_line_error(_cli("synth", tmp_path / "e", "--n", "4", "--size", "8"), "size")
 
 
-def test_bad_params_key_is_named(tmp_path):
-    (tmp_path / "p").mkdir()
-    for nb in ("01_depth",):
-        (tmp_path / "p" / f"{nb}.yaml").write_text("seeds: [0]\nbase: {depht: 18}\nexperiments: {depth: [{}]}\n")
-    from thesislib import study
+def test_bad_params_key_is_named(tmp_path, capsys):
+    from thesislib import cli, study
 
-    with pytest.raises(study.ConfigError, match="unknown key.*'depht'"):
-        p = study.load_params(tmp_path / "p" / "01_depth.yaml")
-        study.grid(p["base"], p["experiments"], p["seeds"], source="p/01_depth.yaml")
-    (tmp_path / "p" / "broken.yaml").write_text("a: [1,\n")
-    with pytest.raises(study.ConfigError, match="broken.yaml: not valid YAML"):
-        study.load_params(tmp_path / "p" / "broken.yaml")
+    params = tmp_path / "p"
+    params.mkdir()
+    path = params / "01_depth.yaml"
+    path.write_text("seeds: [0]\nbase: {depht: 18}\nexperiments: {depth: [{}]}\n")
+    report = ("report", "--params", params, "--notebooks", "01_depth", "--out", tmp_path / "r.html",
+              "--workdir", tmp_path / "executed")
+    r = _cli(*report)
+    _one_line_error(r, str(path), "unknown key", "'depht'", "allowed keys")
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "executed").exists()  # no notebook started
+    with pytest.raises(study.ConfigError) as api:  # the Python API says the same
+        p = study.load_params(path)
+        study.grid(p["base"], p["experiments"], p["seeds"], source=str(path))
+    assert str(api.value) in r.stderr, (str(api.value), r.stderr)
+    path.write_text("a: [1,\n")
+    assert cli.main(list(map(str, report))) == 2  # in this process: the same entry point, no second start-up
+    err = capsys.readouterr().err
+    assert err.startswith(f"thesislib: error: {path}: not valid YAML") and err.count("\n") == 1, err
+    with pytest.raises(study.ConfigError, match="01_depth.yaml: not valid YAML"):
+        study.load_params(path)

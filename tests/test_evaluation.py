@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 import thesislib
 from thesislib import metrics as M
-from thesislib.evaluation import evaluate, mean_maps, stratified_subset, summarize
+from thesislib.evaluation import CONFUSION, classification, evaluate, mean_maps, stratified_subset, summarize
 from thesislib.explain import explain_all
 from thesislib.references import REFERENCES, mean_expert_map, reference_maps
 
@@ -30,7 +30,7 @@ def _moving_model(tiny_model):
 def test_evaluate_rows_and_columns(tiny_model, split, prior):
     model = tiny_model()
     df = thesislib.evaluate(model, split.test, ["cam"], references=REFERENCES, prior=prior,
-                            max_images=4, deletion_steps=1)
+                            max_images=4, deletion_steps=1, road_percentiles=[80], threshold_free=True)
     assert len(df) == 4 * (1 + len(REFERENCES))
     assert list(dict.fromkeys(df["method"])) == ["cam", *REFERENCES]
     assert set(PER_IMAGE) <= set(df.columns)
@@ -161,18 +161,35 @@ def test_summarize_reads_tables_round_tripped_through_csv(tiny_model, split, tmp
 
 
 def test_classification_matches_scikit_learn(tiny_model, split):
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    """Accuracy, F1, ROC AUC and the confusion matrix of the model's own predictions on the whole
+    split, per image and in the summary, as scikit-learn computes them."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
-    from thesislib.train import predict
+    def expected(y, logits):
+        pred, prob = logits.argmax(1).numpy(), F.softmax(logits, 1)[:, 1].numpy()
+        counts = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+        return dict(accuracy=accuracy_score(y, pred), f1=f1_score(y, pred, zero_division=0),
+                    roc_auc=roc_auc_score(y, prob), **dict(zip(CONFUSION, counts)))
 
     model = _moving_model(tiny_model)
-    df = evaluate(model, split.test, ["cam"], max_images=2)
-    logits, labels = predict(model, split.test)
-    pred = logits.argmax(1).numpy()
-    prob = F.softmax(logits, 1)[:, 1].detach().numpy()
-    assert df["accuracy"].iloc[0] == pytest.approx(accuracy_score(labels.numpy(), pred))
-    assert df["f1"].iloc[0] == pytest.approx(f1_score(labels.numpy(), pred, zero_division=0))
-    assert df["roc_auc"].iloc[0] == pytest.approx(roc_auc_score(labels.numpy(), prob))
+    df = evaluate(model, split.test, ["cam"], max_images=6)
+    x, labels, _ = split.test.batch()
+    with torch.no_grad():
+        logits = model.eval()(x)
+    y, pred, prob = labels.numpy(), logits.argmax(1).numpy(), F.softmax(logits, 1)[:, 1].numpy()
+    assert accuracy_score(y, pred) != accuracy_score(y, 1 - pred)  # a flipped prediction would show
+    want = expected(y, logits)
+    assert {k: df[k].iloc[0] for k in want} == pytest.approx(want)
+    at = {name: i for i, name in enumerate(split.test.names)}
+    for r in df.itertuples():
+        assert (r.label, r.pred) == (y[at[r.image]], pred[at[r.image]])
+        assert r.prob_glaucoma == pytest.approx(prob[at[r.image]], abs=1e-6)
+    s, shares = summarize(df).iloc[0], ("accuracy", "f1", "roc_auc")
+    assert {k: s[k] for k in shares} == pytest.approx({k: 100 * want[k] for k in shares})  # in %
+    # random logits that predict both classes, straight into classification()
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(64, 2, generator=g), torch.randint(0, 2, (64,), generator=g)
+    assert classification(logits, labels) == pytest.approx(expected(labels.numpy(), logits))
 
 
 def test_mean_maps_average_each_method_and_the_expert(tiny_model, split):

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from thesislib.explain import METHODS, Explainer, NotApplicable, cam_raw, explain, normalize_maps
+from thesislib.explain import METHODS, Explainer, NotApplicable, cam_raw, explain, explain_all, normalize_maps
 
 
 def test_relu_cam_equals_grad_cam_on_a_gap_linear_head(tiny_model, images):
@@ -30,6 +30,22 @@ def test_each_image_gets_its_own_target(tiny_model, images):
     # the other target gives another map (class-discriminative methods)
     flipped = explain(model, images, "gradcam", targets=1 - targets)
     assert not torch.allclose(flipped, explain(model, images, "gradcam", targets=targets))
+
+
+def test_without_targets_the_predicted_class_is_explained(tiny_model, images):
+    """The default target is each image's most likely class, not another one."""
+    model = tiny_model(norm="batch", zero_init_residual=False)  # both classes have evidence: their maps differ
+    with torch.no_grad():
+        logits = model(images)
+    top, other = logits.argmax(1), logits.argmin(1)
+    assert (top != other).all()  # no ties
+    methods = ["cam", "gradcam", "scorecam"]
+    together = explain_all(model, images, methods)
+    for method in methods:
+        alone = explain(model, images, method)
+        assert torch.allclose(alone, explain(model, images, method, targets=top), atol=1e-6), method
+        assert torch.allclose(together[method], alone, atol=1e-5), method
+        assert not torch.allclose(alone, explain(model, images, method, targets=other), atol=1e-3), method
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -33,9 +33,62 @@ def test_environment_yml_mirrors_pyproject():
     assert mirrored == wanted, (set(mirrored.items()) ^ set(wanted.items()))
 
 
-def test_torch_range_admits_the_local_wheels():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert "torch>=2.4" in deps and "torchvision>=0.19" in deps
+def _requirements():
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_declared_dependency_is_installed_in_its_range_and_imports():
+    from importlib import import_module, metadata
+
+    provides: dict[str, list[str]] = {}  # distribution -> its top-level modules
+    for module, dists in metadata.packages_distributions().items():
+        for dist in dists:
+            provides.setdefault(_canonical(dist), []).append(module)
+    for req in _requirements():
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        version = metadata.version(req.name)
+        assert req.specifier.contains(version, prereleases=True), f"{req.name} {version}: outside {req.specifier}"
+        modules = sorted(m for m in provides.get(_canonical(req.name), []) if not m.startswith("_"))
+        assert modules, f"{req.name}: installs no importable module"
+        # the module named like the distribution (yaml for pyyaml: the shortest) must import
+        named = [m for m in modules if _canonical(m) == _canonical(req.name)] or sorted(modules, key=len)
+        import_module(named[0])
+
+
+def test_torch_range_admits_the_gpu_images_torch_and_grad_cam_is_spelled_once():
+    """`make report ENV=system` uses the torch a GPU image has (2.4 or later); the wheels for it pin
+    grad-cam as pyproject.toml does."""
+    from packaging.requirements import Requirement
+
+    from benchmarks.wheels import GRAD_CAM
+
+    reqs = {_canonical(r.name): r for r in _requirements()}
+    assert reqs["torch"].specifier.contains("2.4.0") and reqs["torchvision"].specifier.contains("0.19.0")
+    assert Requirement(GRAD_CAM).specifier == reqs["grad-cam"].specifier
+
+
+def test_the_console_script_runs_the_cli():
+    import subprocess
+    import sys
+    from importlib import import_module, metadata
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, target in scripts.items():
+        [ep] = metadata.entry_points(group="console_scripts", name=name)
+        assert ep.value == target, f"{name}: installed as {ep.value}, pyproject.toml says {target} (reinstall)"
+        module, attr = target.split(":")
+        assert ep.load() is getattr(import_module(module), attr)
+    exe = Path(sys.executable).parent / "thesislib"
+    r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and all(cmd in r.stdout for cmd in ("synth", "check-data", "report")), r.stderr
 
 
 def test_ci_runs_make_test():

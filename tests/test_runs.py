@@ -35,8 +35,8 @@ def test_a_run_stores_everything_and_is_computed_once(cfg, tmp_path, monkeypatch
     assert {"majority_rate", "learned", "learned_margin", "val_pred_counts"} <= set(done)
     assert isinstance(done["learned"], bool) and sum(done["val_pred_counts"]) == len(run.split().val)
     from thesislib.metrics import registered
-    tracked = {f"track_{m.name}" for kind in ("localisation", "faithfulness") for m in registered(kind)} \
-        - {"track_deletion_auc", "track_insertion_auc"}
+    tracked = {f"track_{m.name}" for kind in ("localisation", "faithfulness") for m in registered(kind)
+               if not m.on_request}  # deletion/insertion, ROAD: only when asked for
     assert tracked <= set(hist) and {"val_roc_auc", "val_f1", "val_ce", "val_loss_sampled"} <= set(hist)
     assert isinstance(run.load_model(), torch.nn.Module)
 
@@ -44,8 +44,21 @@ def test_a_run_stores_everything_and_is_computed_once(cfg, tmp_path, monkeypatch
         raise AssertionError("recomputed")
     monkeypatch.setattr("thesislib.train.train", boom)
     monkeypatch.setattr("thesislib.evaluation.evaluate", boom)
-    again = study.run_all([cfg], runs_dir=tmp_path, progress=False)
+    real_execute, submitted = R.execute, []
+    monkeypatch.setattr(R, "execute", lambda *a, **k: submitted.append(a) or real_execute(*a, **k))
+    before = _stamps(d)
+    # in-process, so that the patches reach whatever would compute
+    again = study.run_all([cfg], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
     assert again[0].run_id == run.run_id and again[0].complete
+    assert submitted == [] and _stamps(d) == before  # nothing submitted, no file rewritten
+    out = real_execute(cfg.to_dict(), str(run.data_root), str(tmp_path))  # asked directly, it finds the run done
+    assert not out["trained"] and out["evaluated"] == [] and _stamps(d) == before
+
+
+def _stamps(folder):
+    """(modification time, inode) of every file under `folder` but lock files: an atomic rewrite changes both."""
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".lock"]
+    return {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in files}
 
 
 def test_new_methods_are_added_without_retraining(cfg, tmp_path, monkeypatch):
@@ -65,14 +78,33 @@ def test_new_methods_are_added_without_retraining(cfg, tmp_path, monkeypatch):
     assert not run.missing_methods() and run.complete
 
 
-def test_a_failing_run_is_reported_and_the_others_kept(cfg, tmp_path):
-    bad = cfg.replace(data=str(tmp_path / "missing"))
-    good = cfg.replace(seed=1)
-    with pytest.raises(Exception, match="data root not found"):
-        study.run_all([bad], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
-    broken = cfg.replace(seed=2, lr=5.0)  # diverges, but still a valid run
-    runs = study.run_all([good, broken], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
-    assert all(r.trained for r in runs)
+def test_a_failing_run_is_reported_and_the_others_kept(cfg, tmp_path, monkeypatch):
+    with pytest.raises(Exception, match="data root not found"):  # a bad folder fails before anything starts
+        study.run_all([cfg.replace(data=str(tmp_path / "missing"))], runs_dir=tmp_path,
+                      executor=study.InlineExecutor(), progress=False)
+    import thesislib.train as T
+
+    real_train = T.train
+
+    def train_or_fail(*a, **k):  # the run with seed 2 fails while training, after planning
+        if k["seed"] == 2:
+            raise RuntimeError("loss became NaN")
+        return real_train(*a, **k)
+    monkeypatch.setattr(T, "train", train_or_fail)
+    configs = [cfg, cfg.replace(seed=2), cfg.replace(seed=1)]  # the failure between two good runs
+    with pytest.raises(R.RunError) as err:
+        study.run_all(configs, runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
+    first, bad, last = study.plan(configs, tmp_path)
+    assert "1 of 3 runs failed" in str(err.value) and f"{bad.run_id} (" in str(err.value)
+    assert "loss became NaN" in str(err.value) and "loss became NaN" in (bad.dir / "error.txt").read_text()
+    assert first.complete and last.complete and not bad.trained
+    # kept: the next sweep submits the failed run only
+    real_execute, submitted = R.execute, []
+    monkeypatch.setattr(R, "execute", lambda *a, **k: submitted.append(a[0]["seed"]) or real_execute(*a, **k))
+    stamps = _stamps(first.dir), _stamps(last.dir)
+    with pytest.raises(R.RunError, match="1 of 1 runs failed"):
+        study.run_all(configs, runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
+    assert submitted == [2] and (_stamps(first.dir), _stamps(last.dir)) == stamps
 
 
 def test_execute_failure_is_collected_with_a_log(cfg, tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from thesislib.models import create_model
-from thesislib.train import seed_everything, train, weight_penalty
+from thesislib.train import seed_everything, train, validate, weight_penalty
 
 
 def _fresh(seed=0, **kw):
@@ -42,6 +42,57 @@ def test_keeps_the_lowest_validation_loss_weights(split, tmp_path):
     assert val_loss == pytest.approx(min(r["val_loss"] for r in h), rel=1e-4)
 
 
+def _scripted_validation(monkeypatch, losses):
+    """Make train() see these validation losses, epoch after epoch (the rest of validate() is real)."""
+    import thesislib.train as T
+
+    script = iter(losses)
+    monkeypatch.setattr(T, "validate", lambda model, data, **kw: {**validate(model, data, **kw),
+                                                                  "val_loss": next(script)})
+
+
+def _snapshot(states):
+    """on_epoch callback keeping each epoch's weights."""
+    def on_epoch(epoch, model):
+        states[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {}
+    return on_epoch
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_best_checkpoint_is_the_lowest_validation_loss_epoch_not_the_last(split, tmp_path, monkeypatch):
+    _scripted_validation(monkeypatch, [0.9, 0.4, 0.6])  # lowest at epoch 2 of 3
+    states = {}
+    m = _fresh()
+    train(m, split.train, split.val, epochs=3, batch_size=32, checkpoint_dir=tmp_path, progress=False,
+          on_epoch=_snapshot(states))
+    assert not _same(states[2], states[3])  # training moved the weights after epoch 2
+    assert _same(torch.load(tmp_path / "best.pt", weights_only=True), states[2])
+    assert _same(m.state_dict(), states[2])
+    # without a checkpoint folder the model is left holding the same epoch
+    _scripted_validation(monkeypatch, [0.9, 0.4, 0.6])
+    states_mem = {}
+    m = _fresh()
+    train(m, split.train, split.val, epochs=3, batch_size=32, progress=False, on_epoch=_snapshot(states_mem))
+    assert _same(m.state_dict(), states_mem[2])
+
+
+def test_a_resumed_run_keeps_the_best_epoch_from_before_the_interruption(split, tmp_path, monkeypatch):
+    _scripted_validation(monkeypatch, [0.9, 0.4, 0.6])
+    states = {}
+    train(_fresh(), split.train, split.val, epochs=2, batch_size=32, checkpoint_dir=tmp_path, progress=False,
+          on_epoch=_snapshot(states))  # "killed" after epoch 2, the best so far
+    m = _fresh()
+    h = train(m, split.train, split.val, epochs=3, batch_size=32, checkpoint_dir=tmp_path, progress=False,
+              on_epoch=_snapshot(states))
+    assert [r["val_loss"] for r in h] == [0.9, 0.4, 0.6]
+    assert _same(torch.load(tmp_path / "best.pt", weights_only=True), states[2])
+    assert _same(m.state_dict(), states[2])
+
+
 def test_resume_continues_exactly_where_it_stopped(split, tmp_path):
     torch.set_num_threads(1)
     straight = train(_fresh(dropout=0.2), split.train, split.val, epochs=3, batch_size=16, seed=5,
@@ -58,10 +109,10 @@ def test_weight_penalty_spares_biases_and_norm_parameters():
     m = create_model("resnet18", width=0.0625, stem="compact", norm="batch")
     with torch.no_grad():
         for p in m.parameters():
-            p.fill_(1.0)
+            p.fill_(-2.0)  # negative and not 1: |w| and w^2 differ, and so do w and |w|
     n_weights = sum(x.weight.numel() for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear)))
-    assert weight_penalty(m, "l1").item() == n_weights
-    assert weight_penalty(m, "l2").item() == n_weights
+    assert weight_penalty(m, "l1").item() == 2 * n_weights
+    assert weight_penalty(m, "l2").item() == 4 * n_weights
     with pytest.raises(ValueError, match="penalty"):
         weight_penalty(m, "l3")
 
