@@ -201,3 +201,85 @@ def test_duplicate_groups_on_a_gap_linear_head(tiny_model, images):
     assert duplicate_groups({"a": maps["gradcam"]}) == []
     with pytest.raises(ValueError, match=r"maps\['b'\]: expected shape"):
         duplicate_groups({"a": maps["gradcam"], "b": maps["gradcam"][:2]})
+
+
+# -- Score-CAM as its authors wrote it ----------------------------------------------------------
+
+def _paper_score_cam(model, x, targets, layer):
+    """The Score-CAM paper's equations (Wang et al. 2020), image by image and channel by channel:
+    H_k = s(Up(A_k)) with s the min-max scaling (a constant channel is skipped), weight
+    a_k = softmax(f(x * H_k))[target], map = ReLU(sum_k a_k A_k), upsampled and scaled as every map."""
+    maps = []
+    with torch.no_grad():
+        for i in range(len(x)):
+            acts = []
+            hook = layer.register_forward_hook(lambda m, inputs, out: acts.append(out))
+            model(x[i:i + 1])
+            hook.remove()
+            a = acts[0][0]
+            masks, channels = [], []
+            for k in range(a.shape[0]):
+                up = F.interpolate(a[k][None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+                if up.max() == up.min():
+                    continue
+                masks.append((up - up.min()) / (up.max() - up.min()))
+                channels.append(k)
+            weights = F.softmax(model(x[i] * torch.stack(masks)[:, None]), dim=1)[:, targets[i]]  # one batch per image
+            cam = F.relu((weights[:, None, None] * a[channels]).sum(0))
+            maps.append(F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0])
+    return normalize_maps(torch.stack(maps))
+
+
+@pytest.mark.parametrize("layer", ["layer4", "layer3"])
+def test_paper_score_cam_is_the_papers_equations(tiny_model, x, layer):
+    model = _trained(tiny_model, x)
+    targets = torch.tensor([0, 1, 0, 1])
+    ours = explain(model, x, "scorecam-paper", targets=targets, layer=layer)
+    ref = _paper_score_cam(model, x, targets, getattr(model, layer))
+    assert ref.amax() > 0
+    assert (ours - ref).abs().max() <= 1e-5
+    # and it is not the library's weighting (a softmax across channels of raw logits)
+    library = explain(model, x, "scorecam", targets=targets, layer=layer)
+    assert (ours - library).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="batched only"):
+        Explainer(model, "scorecam-paper", fast=False)
+
+
+def test_paper_score_cam_skips_dead_channels_without_a_forward(tiny_model, x):
+    model = _trained(tiny_model, x)
+    model.layer4 = torch.nn.Sequential(model.layer4, _Dead())
+    sizes = []
+    hook = model.conv1.register_forward_hook(lambda m, inputs, out: sizes.append(len(inputs[0])))
+    ours = explain(model, x, "scorecam-paper", targets=torch.tensor([0, 1, 0, 1]))
+    hook.remove()
+    feats = model.features(x)
+    live = int((feats.flatten(2).amax(2) > feats.flatten(2).amin(2)).sum())
+    assert sum(sizes) == len(x) + live  # the unmasked pass and the live masks: no zero image
+    ref = _paper_score_cam(model, x, torch.tensor([0, 1, 0, 1]), model.layer4)
+    assert (ours - ref).abs().max() <= 1e-5
+
+
+# -- another layer ----------------------------------------------------------------------------
+
+def test_gradient_methods_at_layer3_are_the_librarys(tiny_model, images):
+    from pytorch_grad_cam import GradCAM, LayerCAM
+
+    from thesislib.explain import LAYERS, NotApplicable, grid_at
+
+    model = tiny_model()
+    targets = torch.tensor([1, 0] * 4)
+    t = [ClassifierOutputTarget(int(c)) for c in targets]
+    maps = explain_all(model, images, ["cam", "gradcam", "layercam"], targets=targets, layer="layer3")
+    assert list(maps) == ["gradcam", "layercam"]  # CAM is defined at layer4 only
+    for method, cls in (("gradcam", GradCAM), ("layercam", LayerCAM)):
+        ref = normalize_maps(torch.from_numpy(cls(model=model, target_layers=[model.layer3])(images, targets=t)))
+        assert (maps[method] - ref).abs().max() <= 1e-5, method
+        assert (maps[method] - explain(model, images, method, targets=targets, layer="layer3")).abs().max() <= 1e-5
+    assert (maps["gradcam"] - explain(model, images, "gradcam", targets=targets)).abs().max() > 1e-3
+    assert grid_at(model, 64, "layer3") == 2 * grid_at(model, 64) == 8
+    assert "layer='layer3'" in repr(Explainer(model, "gradcam", layer="layer3"))
+    with pytest.raises(NotApplicable, match="layer4 only"):
+        Explainer(model, "cam", layer="layer3")
+    with pytest.raises(ValueError, match="layer: expected one of"):
+        explain_all(model, images, ["gradcam"], layer="layer5")
+    assert LAYERS[-1] == "layer4"

@@ -200,3 +200,143 @@ def test_masking_conventions_match_a_direct_computation(tiny_model):
         M.masked_confidence(model, images, maps, targets, convention="grey")
     with pytest.raises(ValueError, match="maps"):
         M.masked_confidence(model, images, maps[:, :10], targets)
+
+
+# -- threshold-free localisation: Quantus's definitions transcribed as the reference ---------------
+
+def _quantus_rank_accuracy(a: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """quantus/metrics/localisation/relevance_rank_accuracy.py, RelevanceRankAccuracy.evaluate_batch."""
+    batch_size = a.shape[0]
+    s = s.astype(bool)
+    a, s = a.reshape(batch_size, -1), s.reshape(batch_size, -1)
+    n_features = a.shape[-1]
+    s_sums = s.sum(-1)
+    a_sorted = np.argsort(-a, axis=-1)
+    s_mask = np.array([[True] * k + [False] * (n_features - k) for k in s_sums])
+    choice = s[np.arange(batch_size)[:, None], a_sorted]
+    with np.errstate(invalid="ignore"):
+        out = (choice * s_mask).sum(-1) / s_mask.sum(-1)
+    out[s_sums == 0] = np.nan
+    return out
+
+
+def _quantus_top_k(a: np.ndarray, s: np.ndarray, k: int) -> np.ndarray:
+    """quantus/metrics/localisation/top_k_intersection.py, TopKIntersection.evaluate_batch (no concept influence)."""
+    batch_size = a.shape[0]
+    s = s.astype(bool)
+    a, s = a.reshape(batch_size, -1), s.reshape(batch_size, -1)
+    a_sorted = np.argsort(-a, axis=-1)
+    out = s[np.arange(batch_size)[:, None], a_sorted[:, :k]].mean(-1)
+    out[s.sum(-1) == 0] = np.nan
+    return out
+
+
+def _pair(n=6, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    heat = torch.rand(n, size, size, generator=g)
+    mask = torch.rand(n, size, size, generator=g) > 0.7
+    mask[-1] = False
+    return heat, mask
+
+
+def test_rank_accuracy_and_top_k_are_quantus_without_ties():
+    heat, mask = _pair()
+    ref = _quantus_rank_accuracy(heat.numpy(), mask.numpy())
+    ours = M.relevance_rank_accuracy(heat, mask)
+    assert np.allclose(ours[:-1].numpy(), ref[:-1], atol=1e-6)
+    assert np.isnan(ref[-1]) and ours[-1] == 0.0  # an empty mask scores 0 here, flagged as map_empty
+    assert np.allclose(M.top_k_intersection(heat, mask, 20)[:-1].numpy(), _quantus_top_k(heat.numpy(), mask.numpy(), 20)[:-1])
+    # the share form: Quantus's default k = 1000 of a 224 x 224 input is 2 % of the pixels
+    assert torch.equal(M.top_k_intersection(heat, mask), M.top_k_intersection(heat, mask, round(M.TOP_K * 256)))
+    with pytest.raises(ValueError, match="k"):
+        M.top_k_intersection(heat, mask, 0)
+
+
+def test_rank_accuracy_shares_tied_places_as_the_mean_over_tie_orders():
+    heat, mask = _pair(n=2, size=6, seed=2)
+    heat, mask = (heat[:1] * 3).floor() / 3, mask[:1]  # three values, many ties
+    k = int(mask.sum())
+    # every order of the ties, drawn many times: the mean hit rate
+    g = torch.Generator().manual_seed(0)
+    rates = []
+    for _ in range(3000):
+        perm = torch.randperm(36, generator=g)
+        a, s = heat.flatten()[perm], mask.flatten()[perm]
+        rates.append(s[torch.argsort(-a, stable=True)[:k]].float().mean().item())
+    assert M.relevance_rank_accuracy(heat, mask).item() == pytest.approx(np.mean(rates), abs=0.01)
+
+
+def test_pixel_auroc_is_scikit_learns_per_image():
+    from sklearn.metrics import roc_auc_score
+
+    heat, mask = _pair()
+    heat[1] = (heat[1] * 4).round() / 4  # ties
+    heat[2] = 0.0  # constant
+    ours = M.pixel_auroc(heat, mask)
+    ref = [roc_auc_score(mask[i].flatten().numpy(), heat[i].flatten().numpy()) for i in range(len(heat) - 1)]
+    assert np.allclose(ours[:-1].numpy(), ref, atol=1e-6)
+    assert ours[2] == 0.5 and ours[-1] == 0.5  # constant map; empty mask (undefined): chance
+
+
+def test_iou_curve_binarises_at_each_threshold_and_share():
+    heat, mask = _pair(n=5, size=32)
+    heat[1] = (heat[1] * 5).round() / 5  # ties at the k-th value
+    heat[2] = 0.0
+    curve = M.iou_curve(heat, mask)
+    assert list(curve) == list(M.curve_columns())
+    for name, (rule, level) in M.curve_columns().items():
+        fg = heat > level if rule == "fixed" else M.top_share_mask(heat, level)
+        assert torch.equal(curve[name], M.iou_area(fg, mask)), name
+    top = M.top_share_mask(heat, 0.1)
+    assert int(top[0].sum()) == round(0.1 * 32 * 32) and not top[2].any()  # never a pixel of value 0
+    assert int(top[1].sum()) >= round(0.1 * 32 * 32)  # ties at the k-th value are all kept
+    together = M.threshold_free(heat, mask)
+    one_by_one = {"relevance_rank_accuracy": M.relevance_rank_accuracy(heat, mask),
+                  "top_k_intersection": M.top_k_intersection(heat, mask), "pixel_auroc": M.pixel_auroc(heat, mask),
+                  **curve}
+    assert list(together) == list(one_by_one)
+    assert all(torch.equal(together[k], one_by_one[k]) for k in one_by_one)
+
+
+# -- ROAD: pytorch-grad-cam's own classes as the reference --------------------------------------
+
+def test_road_is_pytorch_grad_cams_road(tiny_model):
+    from pytorch_grad_cam.metrics.road import ROADCombined, ROADLeastRelevantFirst, ROADMostRelevantFirst
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.fc.weight.normal_(generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 24, 24, generator=g)
+    cams = torch.rand(2, 24, 24, generator=g)
+    targets = torch.tensor([0, 1])
+    t = [ClassifierOutputSoftmaxTarget(int(c)) for c in targets]
+    # the library draws its noise from torch's global generator: the same seed, the same noise
+    torch.manual_seed(5)
+    combined = ROADCombined(percentiles=[30, 80])(x, cams.numpy(), t, model)
+    ours = M.road(model, x, cams, targets, [30, 80], generator=torch.Generator().manual_seed(5))
+    assert np.allclose(ours["road"].numpy(), combined, atol=1e-6)
+    torch.manual_seed(6)
+    morf = ROADMostRelevantFirst(50)(x, cams.numpy(), t, model)
+    torch.manual_seed(6)
+    lerf = ROADLeastRelevantFirst(50)(x, cams.numpy(), t, model)
+    ours_morf = M.road(model, x, cams, targets, [50], generator=torch.Generator().manual_seed(6))
+    assert np.allclose(ours_morf["road_lerf"].numpy(), lerf, atol=1e-6)  # LeRF draws first, as in ROADCombined
+    assert not np.allclose(morf, lerf)
+    with pytest.raises(ValueError, match="percentiles"):
+        M.road(model, x, cams, targets, [100])
+
+
+def test_road_imputation_is_the_librarys_linear_system():
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 12, 10, generator=g)
+    keep = torch.rand(2, 12, 10, generator=g) > 0.4
+    keep[1] = False  # nothing kept: the library's system is singular; here the mean colour
+    ours = M.road_impute(x, keep, noise=0.0)
+    ref = NoisyLinearImputer(noise=0.0)(x[0], keep[0].float())
+    assert torch.allclose(ours[0], ref, atol=1e-6)
+    assert torch.equal(ours[0][:, keep[0]], x[0][:, keep[0]])  # kept pixels stay
+    assert torch.equal(ours[1], torch.zeros_like(ours[1]))

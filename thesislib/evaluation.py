@@ -2,10 +2,11 @@
 
 `evaluate(model, data, methods)` returns one row per image x method (explainers and reference
 maps alike) with every per-image metric of `thesislib.metrics.REGISTRY`, flags for empty or
-constant maps, duplicated methods, the time per image, and the model's classification metrics on
-the whole split (repeated on each row, so tables of many runs can be concatenated). `summarize`
-averages a run's rows per method (optionally per class) in %; `mean_maps` averages each method's
-maps over a split, to show systematic biases.
+constant maps, duplicated methods, the time per image, the IoU at other thresholds
+(`thesislib.metrics.iou_curve`), and the model's classification metrics on the whole split
+(repeated on each row, so tables of many runs can be concatenated). `summarize` averages a run's
+rows per method (optionally per class, or for correctly and wrongly classified images) in %;
+`mean_maps` averages each method's maps over a split, to show systematic biases.
 """
 
 from __future__ import annotations
@@ -36,10 +37,17 @@ def _class_agnostic() -> frozenset:
     return getattr(X, "CLASS_AGNOSTIC", _CLASS_AGNOSTIC_DEFAULT)
 
 
-def _per_image_metrics(deletion: bool) -> list[str]:
-    """Registry columns that `evaluate` fills per image (deletion/insertion only when computed)."""
-    names = [m.name for m in M.registered("localisation") + M.registered("faithfulness")]
-    return [n for n in names if deletion or n not in ("deletion_auc", "insertion_auc")]
+def _per_image_metrics(deletion: bool, road: bool = False, threshold_free: bool = False) -> list[str]:
+    """Registry columns that `evaluate` fills per image (those computed on request only when asked)."""
+    asked = {"deletion_auc": deletion, "insertion_auc": deletion, "road": road,
+             "relevance_rank_accuracy": threshold_free, "top_k_intersection": threshold_free,
+             "pixel_auroc": threshold_free}
+    return [m.name for m in M.registered("localisation") + M.registered("faithfulness")
+            if not m.on_request or asked.get(m.name, False)]
+
+
+def _curve_names() -> list[str]:
+    return list(M.curve_columns())
 
 
 def classification(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -106,16 +114,18 @@ def _check_args(methods, references, prior, target) -> None:
 
 def _batches(model: nn.Module, data: LagDataset, rows: torch.Tensor, targets_all: torch.Tensor,
              methods: Sequence[str], references: Sequence[str], prior: torch.Tensor | None,
-             batch_size: int) -> Iterator[tuple]:
-    """Per batch: (positions, images, targets, expert maps, method -> maps, method -> seconds per image)."""
-    grid = R.cam_grid_of(model, data.batch(slice(0, 1))[0].shape[-1]) if "ceiling" in references else None
+             batch_size: int, layer: str = "layer4") -> Iterator[tuple]:
+    """Per batch: (positions, images, targets, expert maps, method -> maps, method -> seconds per image).
+
+    The ceiling reference is the expert map at the explained layer's grid."""
+    grid = X.grid_at(model, data.batch(slice(0, 1))[0].shape[-1], layer) if "ceiling" in references else None
     names = data.names
     for start in range(0, len(rows), batch_size):
         part = rows[start:start + batch_size]
         x, _, maps = data.batch(part)
         targets = targets_all[part]
         timings: dict[str, float] = {}
-        heat = X.explain_all(model, x, list(methods), targets=targets, timings=timings)
+        heat = X.explain_all(model, x, list(methods), targets=targets, timings=timings, layer=layer)
         for ref in references:
             t0 = time.perf_counter()
             heat[ref] = R.reference_maps(ref, x, maps, prior=prior, grid=grid,
@@ -127,7 +137,8 @@ def _batches(model: nn.Module, data: LagDataset, rows: torch.Tensor, targets_all
 
 def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, references: Sequence[str] = (),
              prior: torch.Tensor | None = None, target: str = "predicted", max_images: int | None = None,
-             batch_size: int = 32, deletion_steps: int = 0, correct_only: bool = False) -> pd.DataFrame:
+             batch_size: int = 32, deletion_steps: int = 0, correct_only: bool = False, layer: str = "layer4",
+             road_percentiles: Sequence[float] = (), threshold_free: bool = False) -> pd.DataFrame:
     """Score the heatmaps of `methods` and the reference maps on `data` against its expert maps.
 
     Args:
@@ -143,18 +154,28 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
         batch_size: images per explainer call.
         deletion_steps: if > 0, also the deletion and insertion AUC with this many steps.
         correct_only: explain only correctly classified images.
+        layer: the stage the explainers read (`thesislib.explain.LAYERS`); the ceiling reference
+            follows its grid.
+        road_percentiles: if given, also ROAD (`thesislib.metrics.road`) at these percentiles,
+            its noise seeded per batch.
+        threshold_free: also relevance rank accuracy, top-k intersection, pixel AUROC and the IoU
+            curve (`thesislib.metrics.threshold_free`: a sort of every map).
 
     Returns:
-        One row per image x method: image, label, pred, prob_glaucoma, target, method, method_label,
+        One row per image x method: image, label, pred, correct, prob_glaucoma, target, method, method_label,
         kind ("explainer" | "reference"), class_agnostic, same_as (the earlier method whose maps
         this method's maps equal within DUPLICATE_ATOL on every evaluated image, else ""), the
         registry's per-image localisation and faithfulness metrics (fractions; Average Drop and
         Increase in Confidence under both masking conventions, deletion/insertion only when
-        deletion_steps > 0), drop_in_confidence (absolute, as pytorch-grad-cam's), heatmap_empty /
-        map_empty (no Otsu foreground), heatmap_constant, seconds (time per image), and the
-        classification metrics of the whole split (accuracy, roc_auc, f1, tn, fp, fn, tp).
+        deletion_steps > 0, ROAD only with road_percentiles, the threshold-free ones only with
+        threshold_free), drop_in_confidence (absolute, as pytorch-grad-cam's), heatmap_empty /
+        map_empty (no Otsu foreground), heatmap_constant, seconds (time per image), with
+        threshold_free the IoU curve's columns (`thesislib.metrics.curve_columns`), and
+        the classification metrics of the whole split (accuracy, roc_auc, f1, tn, fp, fn, tp).
     """
     _check_args(methods, references, prior, target)
+    X._check_layer(layer)
+    road_percentiles = list(road_percentiles)
     was_training = model.training
     model.eval()
     logits, labels = predict(model, data)
@@ -171,7 +192,7 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
     records = []
     try:
         for part, x, targets, maps, heat, seconds in _batches(model, data, rows, targets_all, methods, references,
-                                                             prior, batch_size):
+                                                             prior, batch_size, layer):
             expert = M.binarize(maps)
             expert_empty = M.is_empty(expert)
             y_conf = M.target_confidence(model, x, targets)  # Y does not depend on the map
@@ -195,21 +216,26 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
                 if deletion_steps:
                     cols["deletion_auc"], cols["insertion_auc"] = M.deletion_insertion(
                         model, x, h, targets, steps=deletion_steps)
+                if road_percentiles:
+                    cols["road"] = M.road(model, x, h, targets, road_percentiles,
+                                          generator=torch.Generator().manual_seed(int(part[0])))["road"]
+                if threshold_free:
+                    cols.update(M.threshold_free(h, expert))
                 is_ref = method in references
                 label = R.LABELS[method] if is_ref else X.LABELS[method]
                 for k, i in enumerate(part.tolist()):
                     rec = dict(image=names[i], label=int(labels[i]), pred=int(preds[i]),
-                               prob_glaucoma=float(probs[i]), target=int(targets[k]), method=method,
+                               correct=bool(preds[i] == labels[i]), prob_glaucoma=float(probs[i]), target=int(targets[k]), method=method,
                                method_label=label, kind="reference" if is_ref else "explainer",
                                class_agnostic=is_ref or method in agnostic, seconds=seconds[method])
                     rec.update({c: v[k].item() for c, v in cols.items()})
                     records.append(rec)
     finally:
         model.train(was_training)
-    metric_cols = _per_image_metrics(deletion_steps > 0)
-    columns = ["image", "label", "pred", "prob_glaucoma", "target", "method", "method_label", "kind",
+    metric_cols = _per_image_metrics(deletion_steps > 0, bool(road_percentiles), threshold_free)
+    columns = ["image", "label", "pred", "correct", "prob_glaucoma", "target", "method", "method_label", "kind",
                "class_agnostic", "same_as", *metric_cols, "drop_in_confidence", "heatmap_empty", "map_empty",
-               "heatmap_constant", "seconds"]
+               "heatmap_constant", "seconds", *(_curve_names() if threshold_free else [])]
     df = pd.DataFrame.from_records(records)
     if df.empty:
         df = pd.DataFrame(columns=columns)
@@ -227,16 +253,25 @@ def summarize(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     Args:
         df: `evaluate` output of one run.
         by: None for one row per method, or a column such as "pred" or "label" for one row per
-            method x value of it (every method table read per predicted or true class).
+            method x value of it (every method table read per predicted or true class), or
+            "correct" (correctly vs wrongly classified images; derived from pred and label where
+            the table predates the column).
     Returns:
         One row per method (x class): method, [by,] method_label, kind, class_agnostic, same_as,
-        n_images, the registry's per-image metrics present (% means), seconds_per_image,
-        empty_heatmaps, constant_heatmaps, empty_maps, and the classification metrics of the
-        whole split (accuracy, roc_auc, f1 in %; tn, fp, fn, tp counts).
+        n_images, the registry's per-image metrics present (% means), the IoU curve's columns
+        present (% means), seconds_per_image, empty_heatmaps, constant_heatmaps, empty_maps, and
+        the classification metrics of the whole split (accuracy, roc_auc, f1 in %; tn, fp, fn,
+        tp counts).
     """
-    if by is not None and by not in df.columns:
-        raise ValueError(f"by: expected a column of the evaluation table such as 'pred' or 'label', found {by!r}")
     df = df.copy()
+    if by == "correct" and {"pred", "label"} <= set(df.columns):  # rows written before the column: derived
+        derived = df["pred"] == df["label"]
+        df["correct"] = derived if "correct" not in df.columns else df["correct"].where(df["correct"].notna(), derived)
+    if by is not None and by not in df.columns:
+        raise ValueError(f"by: expected a column of the evaluation table such as 'pred', 'label' or 'correct', "
+                         f"found {by!r}")
+    if by == "correct":
+        df["correct"] = df["correct"].astype(bool)
     # tables written by older code, or read back from CSV (where "" becomes NaN)
     if "kind" not in df.columns:
         df["kind"] = "explainer"
@@ -245,6 +280,7 @@ def summarize(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     df["same_as"] = df["same_as"].astype(object).fillna("").astype(str) if "same_as" in df.columns else ""
     keys = ["method"] if by is None else ["method", by]
     present = [m.name for m in M.registered() if m.kind != "classification" and m.name in df.columns]
+    present += [c for c in _curve_names() if c in df.columns]
     g = df.groupby(keys, sort=False)
     out = g[present].mean() * 100
     out["n_images"] = g.size()
@@ -271,7 +307,7 @@ def summarize(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
 
 def mean_maps(model: nn.Module, data: LagDataset, methods: Sequence[str], *, references: Sequence[str] = (),
               prior: torch.Tensor | None = None, target: str = "predicted", max_images: int | None = None,
-              batch_size: int = 32) -> dict[str, torch.Tensor]:
+              batch_size: int = 32, layer: str = "layer4") -> dict[str, torch.Tensor]:
     """Each method's mean map over a split, beside the mean expert map, to show systematic biases.
 
     Args:
@@ -288,7 +324,8 @@ def mean_maps(model: nn.Module, data: LagDataset, methods: Sequence[str], *, ref
     rows = stratified_subset(labels, max_images)
     sums: dict[str, torch.Tensor] = {}
     try:
-        for _, _, _, maps, heat, _ in _batches(model, data, rows, targets_all, methods, references, prior, batch_size):
+        for _, _, _, maps, heat, _ in _batches(model, data, rows, targets_all, methods, references, prior, batch_size,
+                                               layer):
             for name, m in {**heat, "expert": maps}.items():
                 part = m.double().sum(0)
                 sums[name] = sums[name] + part if name in sums else part

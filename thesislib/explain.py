@@ -11,9 +11,17 @@ methods)` explains several from one forward and one backward pass. Methods:
   Grad-CAM on such a head. A non-linear head raises `NotApplicable`.
 - "scorecam": `FastScoreCAM`, pytorch-grad-cam's Score-CAM with the same weights (max |map diff|
   <= 1e-4 in float32), batched over images and channels; `Explainer(model, "scorecam",
-  fast=False)` gives the library's own.
+  fast=False)` gives the library's own. The library weighs each channel by a softmax over
+  channels of the class's raw logit for the masked inputs.
+- "scorecam-paper": `PaperScoreCAM`, Score-CAM as its authors wrote it (Wang et al. 2020 and
+  their code, haofanwang/Score-CAM): each channel's weight is the softmax probability of the class
+  (softmax over classes) for its masked input, with no softmax across channels; masks are
+  upsampled with align_corners=False and min-max scaled without an epsilon; a constant channel
+  gets weight 0. Batched like FastScoreCAM; ReLU at the layer's grid, then the same upsampling
+  and scaling as every method here (the authors' code applies the ReLU after upsampling).
 - "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam": pytorch-grad-cam (package grad-cam),
-  target layer `model.layer4`.
+  target layer `model.layer4`, or another stage (`layer`, one of LAYERS; CAM is defined at layer4
+  only, the layer its linear head pools).
 - "eigencam": pytorch-grad-cam's EigenCAM with its sign fixed: the first principal component's
   sign is arbitrary, so each image's projection is oriented to correlate positively (covariance
   >= 0 over the layer4 grid) with the layer's channel-mean activation; a zero covariance keeps the
@@ -44,17 +52,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["explain", "explain_all", "Explainer", "FastScoreCAM", "NotApplicable", "METHODS", "LABELS",
-           "CLASS_AGNOSTIC", "cam_raw", "normalize_maps", "duplicate_groups"]
+__all__ = ["explain", "explain_all", "Explainer", "FastScoreCAM", "PaperScoreCAM", "NotApplicable", "METHODS",
+           "LABELS", "CLASS_AGNOSTIC", "GRADIENT_METHODS", "LAYERS", "cam_raw", "normalize_maps",
+           "duplicate_groups", "grid_at"]
 
-METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "xgradcam", "layercam", "hirescam", "eigencam")
+METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "xgradcam", "layercam", "hirescam", "eigencam",
+           "scorecam-paper")
 LABELS = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
-          "xgradcam": "XGrad-CAM", "layercam": "Layer-CAM", "hirescam": "HiResCAM", "eigencam": "EigenCAM"}
+          "xgradcam": "XGrad-CAM", "layercam": "Layer-CAM", "hirescam": "HiResCAM", "eigencam": "EigenCAM",
+          "scorecam-paper": "Score-CAM (paper)"}
+LAYERS = ("layer1", "layer2", "layer3", "layer4")
+"""Stages an explainer can read (default layer4); CAM only at layer4."""
 CLASS_AGNOSTIC = frozenset({"eigencam"})
 """Methods whose map does not depend on the explained class."""
 
 _GRADIENT = frozenset({"gradcam", "gradcam++", "xgradcam", "layercam", "hirescam"})
-_ONE_PASS = _GRADIENT | {"cam", "eigencam"}  # read only layer4's activations (and gradients)
+GRADIENT_METHODS = tuple(m for m in METHODS if m in _GRADIENT)
+"""The methods that weigh the layer's activations by its gradients."""
+_ONE_PASS = _GRADIENT | {"cam", "eigencam"}  # read only the layer's activations (and gradients)
+_SCORE = ("scorecam", "scorecam-paper")
+
+
+def _check_layer(layer: str) -> None:
+    if layer not in LAYERS:
+        raise ValueError(f"layer: expected one of {', '.join(LAYERS)}, found {layer!r}")
 
 
 class NotApplicable(ValueError):
@@ -129,7 +150,10 @@ class _FastScoreCAM:
         acts = torch.as_tensor(activations).to(device)
         n, c = acts.shape[:2]
         flat = acts.reshape(n * c, 1, *acts.shape[2:])
-        upsample = nn.UpsamplingBilinear2d(size=x.shape[-2:])
+        size, corners = tuple(x.shape[-2:]), self._align_corners
+
+        def upsample(a: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(a, size=size, mode="bilinear", align_corners=corners)
         map_bytes = x.shape[-2] * x.shape[-1] * 4
         input_bytes = x[0].numel() * 4
         memory = self.memory or (2**30 if device.type == "cuda" else 2**22)
@@ -149,20 +173,38 @@ class _FastScoreCAM:
             live = (hi > lo).nonzero()[:, 0]  # the one host sync: how many masks need a forward
             image_of = torch.arange(n * c, device=device) // c
             score = self._scorer(targets, n, device)
-            with self._autocast(device, amp):
-                zero = self.model(self._layout(torch.zeros_like(x[:1]))).float()
-            scores = score(zero.expand(n, -1), torch.arange(n, device=device))[image_of]
+            if self._dead_weight is None:
+                with self._autocast(device, amp):
+                    zero = self._class_scores(self.model(self._layout(torch.zeros_like(x[:1]))).float())
+                scores = score(zero.expand(n, -1), torch.arange(n, device=device))[image_of]
+            else:
+                scores = torch.full((n * c,), self._dead_weight, device=device)
             for s in range(0, len(live), chunk):
                 idx = live[s:s + chunk]
                 img = image_of[idx]
                 up = upsample(flat[idx])
                 low, high = lo[idx, None, None, None], hi[idx, None, None, None]
-                mask = (up - low) / (high - low + 1e-8)  # the library's arithmetic, bit for bit
+                mask = (up - low) / (high - low + self._mask_eps)  # the library's arithmetic, bit for bit
                 with self._autocast(device, amp):
                     logits = self.model(self._layout(x[img] * mask)).float()
-                scores[idx] = score(logits, img)
-            weights = torch.softmax(scores.view(n, c), dim=-1)
+                scores[idx] = score(self._class_scores(logits), img)
+            weights = self._channel_weights(scores.view(n, c))
         return weights.cpu().numpy()
+
+    # what makes this pytorch-grad-cam's Score-CAM; `_PaperScoreCAM` changes these
+    _align_corners = True  # the library's UpsamplingBilinear2d
+    _mask_eps = 1e-8
+    _dead_weight: float | None = None  # None: a constant channel is scored like the zero image
+
+    @staticmethod
+    def _class_scores(logits: torch.Tensor) -> torch.Tensor:
+        """What the target reads from the model's output: the raw logits."""
+        return logits
+
+    @staticmethod
+    def _channel_weights(scores: torch.Tensor) -> torch.Tensor:
+        """Channel weights from the scores [N, C]: a softmax over channels."""
+        return torch.softmax(scores, dim=-1)
 
     @staticmethod
     def _autocast(device: torch.device, enabled: bool):
@@ -187,6 +229,32 @@ class _FastScoreCAM:
         def general(logits, img):  # any other target: one call per row, as the library does
             return torch.stack([targets[i](row) for row, i in zip(logits, img.tolist())]).float()
         return general
+
+
+# mixed into pytorch_grad_cam.ScoreCAM (after _FastScoreCAM) as `PaperScoreCAM` on first use
+class _PaperScoreCAM:
+    """Score-CAM as its authors wrote it (Wang et al. 2020; haofanwang/Score-CAM), batched like
+    FastScoreCAM (same constructor, call and options).
+
+    Per channel k of the target layer: the mask H_k is the channel upsampled bilinearly
+    (align_corners=False) to the input and min-max scaled to [0, 1]; its weight is the softmax
+    probability of the target class for the input x H_k (a softmax over classes, one per masked
+    input; no softmax across channels, no baseline subtracted, as in the authors' code); a
+    constant channel is skipped (weight 0). The map is ReLU(sum_k weight_k A_k) at the layer's
+    grid, upsampled and scaled like every other method.
+    """
+
+    _align_corners = False
+    _mask_eps = 0.0
+    _dead_weight = 0.0
+
+    @staticmethod
+    def _class_scores(logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=1)
+
+    @staticmethod
+    def _channel_weights(scores: torch.Tensor) -> torch.Tensor:
+        return scores
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,14 +295,15 @@ def _derived() -> dict[str, type]:
     if not _DERIVED:
         import pytorch_grad_cam as pgc
 
-        for name, mixin, base in (("FastScoreCAM", _FastScoreCAM, pgc.ScoreCAM),
-                                  ("SignedEigenCAM", _SignedEigenCAM, pgc.EigenCAM)):
-            _DERIVED[name] = type(name, (mixin, base), {"__doc__": mixin.__doc__, "__module__": __name__})
+        for name, mixins, base in (("FastScoreCAM", (_FastScoreCAM,), pgc.ScoreCAM),
+                                   ("PaperScoreCAM", (_PaperScoreCAM, _FastScoreCAM), pgc.ScoreCAM),
+                                   ("SignedEigenCAM", (_SignedEigenCAM,), pgc.EigenCAM)):
+            _DERIVED[name] = type(name, (*mixins, base), {"__doc__": mixins[0].__doc__, "__module__": __name__})
     return _DERIVED
 
 
 def __getattr__(name: str):
-    if name == "FastScoreCAM":
+    if name in ("FastScoreCAM", "PaperScoreCAM"):
         return _derived()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -244,6 +313,7 @@ def _library_class(method: str, fast: bool = True):
 
     return {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus,
             "scorecam": _derived()["FastScoreCAM"] if fast else pgc.ScoreCAM,
+            "scorecam-paper": _derived()["PaperScoreCAM"],
             "xgradcam": pgc.XGradCAM, "layercam": pgc.LayerCAM, "hirescam": pgc.HiResCAM,
             "eigencam": _derived()["SignedEigenCAM"]}[method]
 
@@ -400,29 +470,36 @@ class Explainer:
         model: a `thesislib.models.ResNet` (or any module with `layer4`, and for "cam" global
             average pooling `avgpool` and a linear `fc`).
         method: one of METHODS.
-        fast: Score-CAM only: `FastScoreCAM` (default) or the library's ScoreCAM (False).
+        layer: the stage explained, one of LAYERS (CAM: layer4 only).
+        fast: Score-CAM only: `FastScoreCAM` (default) or the library's ScoreCAM (False); the
+            paper's variant exists batched only.
         memory: Score-CAM's budget in bytes for the masked copies of the input held at once
             (default: FastScoreCAM's per device, see there; 2**29 for the stock one's image chunks).
         channel_batch: Score-CAM's cap on masked inputs per forward pass (stock default 128;
             FastScoreCAM is bounded by `memory` unless given).
     """
 
-    def __init__(self, model: nn.Module, method: str, *, fast: bool = True, memory: int | None = None,
-                 channel_batch: int | None = None):
+    def __init__(self, model: nn.Module, method: str, *, layer: str = "layer4", fast: bool = True,
+                 memory: int | None = None, channel_batch: int | None = None):
         if method not in METHODS:
             raise ValueError(f"method: expected one of {', '.join(METHODS)}, found {method!r}")
-        if not hasattr(model, "layer4"):
-            raise TypeError(f"model: expected a ResNet with a `layer4` stage, found {type(model).__name__}")
-        self.method, self.fast = method, fast
+        _check_layer(layer)
+        if not hasattr(model, layer):
+            raise TypeError(f"model: expected a ResNet with a `{layer}` stage, found {type(model).__name__}")
+        if method == "scorecam-paper" and not fast:
+            raise ValueError("fast: the paper's Score-CAM exists batched only (PaperScoreCAM); expected fast=True")
+        self.method, self.fast, self.layer = method, fast, layer
         self.memory = memory if memory is not None or fast else 2**29
         self._model = weakref.ref(model)
         self._cam = None
         if method == "cam":
             _linear_head(model)
+            if layer != "layer4":
+                raise NotApplicable(f"cam: defined at layer4 only (the layer its linear head pools), found {layer!r}")
         else:
             was_training = model.training
-            kwargs = {"memory": self.memory, "batch_size": channel_batch} if method == "scorecam" and fast else {}
-            self._cam = _library_class(method, fast)(model=model, target_layers=[model.layer4], **kwargs)
+            kwargs = {"memory": self.memory, "batch_size": channel_batch} if method in _SCORE and fast else {}
+            self._cam = _library_class(method, fast)(model=model, target_layers=[getattr(model, layer)], **kwargs)
             model.train(was_training)  # the library switches the model to eval mode on creation
             self._release()
             if method == "scorecam" and not fast:
@@ -431,7 +508,8 @@ class Explainer:
     def __repr__(self) -> str:
         model = self._model()
         fast = ", fast=False" if self.method == "scorecam" and not self.fast else ""
-        return f"Explainer(method={self.method!r}, model={type(model).__name__ if model else None}{fast})"
+        layer = f", layer={self.layer!r}" if self.layer != "layer4" else ""
+        return f"Explainer(method={self.method!r}, model={type(model).__name__ if model else None}{layer}{fast})"
 
     def _release(self) -> None:
         aag = self._cam.activations_and_grads
@@ -479,7 +557,7 @@ class Explainer:
             chunk = max(1, min(len(images), self.memory // max(1, per_image)))
         self._cam.model = model
         self._cam.device = images.device
-        self._cam.activations_and_grads = ActivationsAndGradients(model, [model.layer4], None)
+        self._cam.activations_and_grads = ActivationsAndGradients(model, [getattr(model, self.layer)], None)
         out = []
         try:
             for start in range(0, len(images), chunk):
@@ -513,14 +591,16 @@ class Explainer:
 _EXPLAINERS: "weakref.WeakKeyDictionary[nn.Module, dict[str, Explainer]]" = weakref.WeakKeyDictionary()
 
 
-def _explainer(model: nn.Module, method: str) -> Explainer:
+def _explainer(model: nn.Module, method: str, layer: str = "layer4") -> Explainer:
     per_model = _EXPLAINERS.setdefault(model, {})
-    if method not in per_model:
-        per_model[method] = Explainer(model, method)
-    return per_model[method]
+    key = method if layer == "layer4" else (method, layer)
+    if key not in per_model:
+        per_model[key] = Explainer(model, method, layer=layer)
+    return per_model[key]
 
 
-def explain(model: nn.Module, images: torch.Tensor, method: str, *, targets: torch.Tensor | None = None) -> torch.Tensor:
+def explain(model: nn.Module, images: torch.Tensor, method: str, *, targets: torch.Tensor | None = None,
+            layer: str = "layer4") -> torch.Tensor:
     """Heatmaps in [0, 1] at input resolution, one per image.
 
     Args:
@@ -528,20 +608,22 @@ def explain(model: nn.Module, images: torch.Tensor, method: str, *, targets: tor
         images: float [N, 3, H, W], normalised.
         method: one of METHODS.
         targets: int [N] classes to explain; default the predicted classes.
+        layer: the stage explained, one of LAYERS.
     Returns:
         float32 [N, H, W] on the CPU; constant maps are all zeros.
     Raises:
-        NotApplicable: "cam" on a model whose head is not linear in the pooled layer4 features.
+        NotApplicable: "cam" on a model whose head is not linear in the pooled layer4 features,
+            or at another layer.
     """
-    return _explainer(model, method)(images, targets)
+    return _explainer(model, method, layer)(images, targets)
 
 
 def explain_all(model: nn.Module, images: torch.Tensor, methods, *, targets: torch.Tensor | None = None,
-                timings: dict | None = None) -> dict[str, torch.Tensor]:
+                timings: dict | None = None, layer: str = "layer4") -> dict[str, torch.Tensor]:
     """Heatmaps of several methods for one batch (methods not applicable to the model are left out).
 
     CAM, the gradient methods and EigenCAM share one forward pass, and the gradient methods one
-    backward pass to layer4 (torch.autograd.grad of the targets' summed logits, as the library's
+    backward pass to the layer (torch.autograd.grad of the targets' summed logits, as the library's
     loss); each method then weighs the captured activations and gradients with the library's own
     code. The maps equal those of `explain` method by method. Score-CAM runs `FastScoreCAM`.
 
@@ -553,6 +635,7 @@ def explain_all(model: nn.Module, images: torch.Tensor, methods, *, targets: tor
         timings: if given, filled with method -> seconds this batch cost that method: the shared
             forward (and, for gradient methods, backward) is charged in full to every method that
             used it, so each shows what it would cost alone, plus its own weighting.
+        layer: the stage explained, one of LAYERS (CAM is left out at any other than layer4).
     Returns:
         method -> float32 [N, H, W] in [0, 1] on the CPU, in the order of `methods`.
     """
@@ -562,35 +645,38 @@ def explain_all(model: nn.Module, images: torch.Tensor, methods, *, targets: tor
             raise ValueError(f"methods: expected some of {', '.join(METHODS)}, found {method!r}")
     if images.dim() != 4:
         raise ValueError(f"images: expected a batch [N, 3, H, W], found shape {tuple(images.shape)}")
+    _check_layer(layer)
     cost: dict[str, float] = {}
     out: dict[str, torch.Tensor] = {}
     shared = [m for m in methods if m in _ONE_PASS]
     head = None
     if "cam" in shared:
         try:
+            if layer != "layer4":
+                raise NotApplicable("cam: layer4 only")
             head = _linear_head(model)
         except NotApplicable:
             shared.remove("cam")
     if shared:
-        targets = _one_pass(model, images, shared, targets, head, out, cost)
+        targets = _one_pass(model, images, shared, targets, head, out, cost, layer)
     for method in methods:
         if method not in _ONE_PASS:
             t0 = time.perf_counter()
-            out[method] = explain(model, images, method, targets=targets)
+            out[method] = explain(model, images, method, targets=targets, layer=layer)
             cost[method] = time.perf_counter() - t0
     if timings is not None:
         timings.update(cost)
     return {m: out[m] for m in methods if m in out}
 
 
-def _one_pass(model, images, methods, targets, head, out, cost) -> torch.Tensor:
+def _one_pass(model, images, methods, targets, head, out, cost, layer: str = "layer4") -> torch.Tensor:
     """Fill `out` and `cost` for CAM, the gradient methods and EigenCAM; return the targets."""
-    explainers = {m: _explainer(model, m) for m in methods if m != "cam"}
+    explainers = {m: _explainer(model, m, layer) for m in methods if m != "cam"}
     images = images.to(next(model.parameters()).device)
     needs_grad = any(m in _GRADIENT for m in methods)
     seen = []
     with _explaining(model):
-        handle = model.layer4.register_forward_hook(lambda module, inputs, output: seen.append(output))
+        handle = getattr(model, layer).register_forward_hook(lambda module, inputs, output: seen.append(output))
         try:
             t0 = time.perf_counter()
             with torch.set_grad_enabled(needs_grad):
@@ -620,3 +706,26 @@ def _one_pass(model, images, methods, targets, head, out, cost) -> torch.Tensor:
             own = time.perf_counter() - t3
             cost[method] = (t1 - t0) + (t2 - t1 if method in _GRADIENT else 0.0) + own
     return targets.cpu()
+
+
+@torch.no_grad()
+def grid_at(model: nn.Module, input_size: int, layer: str = "layer4") -> int:
+    """The side of `layer`'s output for a square input of `input_size` px (a hook and a dummy input)."""
+    _check_layer(layer)
+    module = getattr(model, layer, None)
+    if module is None:
+        raise TypeError(f"model: expected a ResNet with a `{layer}` stage, found {type(model).__name__}")
+    shapes = []
+    handle = module.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[-2:])))
+    was_training = model.training
+    try:
+        model.eval()
+        param = next(model.parameters())
+        model(torch.zeros(1, 3, input_size, input_size, device=param.device, dtype=param.dtype))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    h, w = shapes[0]
+    if h != w:
+        raise ValueError(f"model: expected a square {layer} grid for a {input_size} px input, found {h}x{w}")
+    return h

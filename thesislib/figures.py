@@ -19,7 +19,7 @@ from thesislib.layout import CLASSES
 from thesislib.metrics import REGISTRY, binarize
 
 __all__ = ["samples", "augmentations", "otsu_examples", "gallery", "curves", "loss_curves", "scatter", "timing",
-           "pick_rows", "by_setting", "method_bars", "mean_maps"]
+           "pick_rows", "by_setting", "method_bars", "mean_maps", "randomisation", "threshold_curve"]
 
 NOT_LEARNED = "not learned (flagged run)"
 _NOT_LEARNED_MARKER = "X"
@@ -325,4 +325,67 @@ def mean_maps(maps: dict[str, torch.Tensor], labels: dict[str, str] | None = Non
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="mean map value")
+    return fig
+
+
+def randomisation(df: pd.DataFrame, *, threshold: float | None = None) -> plt.Figure:
+    """The model-randomisation cascade (`thesislib.sanity`): per method, the rank correlation and
+    SSIM between original and randomised maps as the stages go random top-down, medians with the
+    interquartile range over images and seeds.
+
+    Args:
+        df: `sanity.model_randomisation` / `for_grid` rows.
+        threshold: the flagging rule's rank correlation (default `sanity.FLAG_SPEARMAN`), drawn as
+            a dashed line.
+    """
+    from thesislib import sanity
+
+    threshold = sanity.FLAG_SPEARMAN if threshold is None else threshold
+    stages = [s for s in sanity.STAGES if s in set(df["stage"])]
+    labels = sanity.stage_labels(stages)
+    data = df.assign(randomised=df["stage"].map(labels))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharex=True)
+    for ax, col in zip(axes, ("spearman", "ssim")):
+        m = _metric(col)
+        sns.pointplot(data=data, x="randomised", y=col, hue="method_label", order=[labels[s] for s in stages],
+                      estimator="median", errorbar=("pi", 50), dodge=0.4, markersize=3, linewidth=1.0, ax=ax,
+                      legend=ax is axes[-1])
+        ax.axhline(0, color="0.6", lw=0.8)
+        if col == "spearman":
+            ax.axhline(threshold, color="0.4", lw=0.8, ls="--")
+        ax.set_ylabel(f"{m.label} with the original map")
+        ax.set_xlabel("randomised, top-down (cumulative)")
+        ax.tick_params(axis="x", rotation=30)
+    axes[-1].legend(fontsize=7, title=None, loc="upper right")
+    fig.suptitle("Maps after randomising the model: median and interquartile range over images and seeds",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_curve(curve: pd.DataFrame) -> plt.Figure:
+    """IoU (A) against the heatmap's binarisation (`tables.threshold_curve` output): a fixed
+    threshold on the map, and the top share of its pixels; each method's Otsu IoU as a dotted line
+    in its colour. Points: the mean over runs; bands: the 95 % interval."""
+    methods = list(dict.fromkeys(curve["method"]))
+    palette = dict(zip(methods, sns.color_palette("tab10", len(methods))))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, rule, xlabel in zip(axes, ("fixed", "top"), ("threshold on the map (foreground: map > t)",
+                                                          "share of pixels kept (highest first)")):
+        part = curve[curve["rule"] == rule]
+        for method in methods:
+            g = part[part["method"] == method].sort_values("level")
+            if g.empty:
+                continue
+            ls = "--" if (g["kind"] == "reference").all() else "-"
+            ax.plot(g["level"], g["mean"], ls, marker="o", markersize=3, color=palette[method], label=method, lw=1.2)
+            ax.fill_between(g["level"], g["lo"], g["hi"], color=palette[method], alpha=0.12, lw=0)
+            otsu = curve[(curve["method"] == method) & (curve["rule"] == "otsu")]["mean"]
+            if len(otsu):
+                ax.axhline(float(otsu.iloc[0]), color=palette[method], lw=0.8, ls=":")
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("IoU (A) (%)")
+    axes[-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle("IoU (A) at other binarisations (dotted: Otsu; dashed: reference maps)", fontsize=10)
+    fig.tight_layout()
     return fig

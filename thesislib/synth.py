@@ -5,8 +5,8 @@ vessels, macula) and an optic disc with a cup. The class evidence is the cup-to-
 for glaucoma) and thinning of the neuroretinal rim; the expert map is a soft, noisy blob over the
 disc region, like an ophthalmologist's fixation map. Distractors unrelated to the class (bright
 spots, vignetting, blur, colour and noise jitter) make the task non-trivial, a label-noise rate
-keeps accuracy below 100 %, and an optional spurious cue (a corner marker far from the disc,
-correlated with the label) serves shortcut experiments.
+keeps accuracy below 100 %, and an optional spurious cue (a marker near a corner, far from the
+disc, correlated with the filed label) serves shortcut experiments.
 
 Every image is drawn from its own generator seeded with ``(seed, index)``, so the same seed gives
 byte-identical files.
@@ -28,9 +28,16 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from thesislib.layout import CLASSES, IMAGE_DIR, MAP_DIR
 
-__all__ = ["SynthSpec", "synthesize", "render_sample"]
+__all__ = ["SynthSpec", "synthesize", "render_sample", "MARKER_INSET", "MARKER_SIDE"]
 
 GROUND_TRUTH = "ground_truth.csv"
+# The spurious marker: a light grey square of MARKER_SIDE of the photo's side (at least 2 px), inset
+# MARKER_INSET of the side from both edges of a random corner. At that inset the training
+# augmentation (random crop, rotation up to 15 degrees with black corners) keeps it in 99.9 % of
+# draws; in the very corner it would survive in 5-34 % of them (224 and 64 px) and the cue would
+# hardly exist for the model.
+MARKER_INSET = 0.15
+MARKER_SIDE = 1 / 20
 SPEC_FILE = "synth.json"
 
 
@@ -44,8 +51,10 @@ class SynthSpec:
         seed: master seed; the same spec gives byte-identical files.
         glaucoma_fraction: share of suspicious-glaucoma images (LAG: 1711 of 4854, about 0.35).
         label_noise: probability that an image is filed under the wrong class.
-        spurious: None (off) or p in [0.5, 1]: a corner marker appears with probability p on
-            glaucoma images and 1 - p on the others, far from the disc.
+        spurious: None (off) or p in [0.5, 1]: a marker near a corner, far from the disc (see
+            MARKER_INSET), appears with probability p on images filed as glaucoma and 1 - p on the
+            others. It follows the filed label, the one a model learns from, so with label noise it
+            predicts the labels better than the disc does: a shortcut.
         map_size: side of the attention maps; None keeps LAG's ratio (112 px for 500 px photos).
         quality: JPEG quality.
     """
@@ -202,9 +211,10 @@ def render_sample(rng: np.random.Generator, size: int, map_size: int, glaucoma: 
 
     if marker:
         corner = rng.integers(0, 4)
-        s = max(2, size // 20)
-        x0 = 2 if corner % 2 == 0 else size - 2 - s
-        y0 = 2 if corner < 2 else size - 2 - s
+        s = max(2, round(size * MARKER_SIDE))
+        inset = round(size * MARKER_INSET)
+        x0 = inset if corner % 2 == 0 else size - inset - s
+        y0 = inset if corner < 2 else size - inset - s
         img[y0:y0 + s, x0:x0 + s] = np.array([0.9, 0.9, 0.9])
 
     img = img + rng.normal(0, 0.012, img.shape)
@@ -271,10 +281,10 @@ def synthesize(out: str | os.PathLike, spec: SynthSpec, *, force: bool = False,
         for i in indices:
             rng = np.random.default_rng([spec.seed, i])
             glaucoma = bool(rng.random() < spec.glaucoma_fraction)
-            marker = False
-            if spec.spurious is not None:
-                marker = bool(rng.random() < (spec.spurious if glaucoma else 1.0 - spec.spurious))
             noisy = bool(rng.random() < spec.label_noise)
+            marker = False  # drawn after `noisy`, so a set without the cue draws what it always drew
+            if spec.spurious is not None:
+                marker = bool(rng.random() < (spec.spurious if glaucoma ^ noisy else 1.0 - spec.spurious))
             photo, att, truth = render_sample(rng, spec.size, spec.resolved_map_size, glaucoma, marker)
             filed = CLASSES[int(glaucoma) ^ int(noisy)]
             name = f"{i + 1:0{digits}d}.jpg"

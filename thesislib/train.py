@@ -1,4 +1,5 @@
-"""Training: Adam, cross-entropy plus an L1/L2 penalty plus PRECODE's KL, best-val-loss checkpoint.
+"""Training: Adam (or SGD with momentum, RMSprop), cross-entropy plus an L1/L2 penalty plus PRECODE's KL,
+best-val-loss checkpoint.
 
 Same seed on the CPU gives the same history: python, numpy and torch are seeded, the batches
 draw their order and augmentation from their own seeded generator, and a resumed run restores
@@ -14,6 +15,7 @@ the CPU channels-last is used only where `thesislib.models.channels_last_ok` say
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from pathlib import Path
@@ -29,9 +31,12 @@ from thesislib.data import LagDataset
 from thesislib.models import channels_last_ok
 
 __all__ = ["seed_everything", "weight_penalty", "train", "default_device", "predict", "validate",
-           "learning_check", "memory_format", "PENALTIES", "AMP", "LEARNED_SE"]
+           "learning_check", "memory_format", "with_shuffled_labels", "make_optimizer", "PENALTIES", "OPTIMIZERS", "SGD_MOMENTUM", "AMP",
+           "LEARNED_SE"]
 
 PENALTIES = ("none", "l1", "l2")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")  # see `make_optimizer`
+SGD_MOMENTUM = 0.9
 AMP = ("bf16", "off")  # autocast modes of `train`; None picks bf16 on CUDA, off on the CPU
 LEARNED_SE = 2.0  # a run has learned if its accuracy beats the majority rate by this many binomial SEs
 
@@ -55,6 +60,28 @@ def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
     if kind == "l2":
         return sum(w.pow(2).sum() for w in weights)
     raise ValueError(f"penalty: expected one of {', '.join(PENALTIES)}, found {kind!r}")
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """The optimiser `name` over `params`: "adam" (torch's defaults, the thesis's), "sgd" (momentum
+    SGD_MOMENTUM, no Nesterov, no weight decay: the penalties are part of the loss) or "rmsprop"
+    (torch's defaults: alpha 0.99, no momentum)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, found {name!r}")
+
+
+def with_shuffled_labels(data: LagDataset, seed: int) -> LagDataset:
+    """`data` with its labels permuted by a generator seeded with `seed` (class counts kept; the
+    images, expert maps and every other split unchanged): the data randomisation test's training set."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = data.arrays.labels.clone()
+    labels[data.indices] = labels[data.indices][torch.randperm(len(data.indices), generator=gen)]
+    return LagDataset(dataclasses.replace(data.arrays, labels=labels), data.indices, train=data.train)
 
 
 def memory_format(model: nn.Module, input_size: int, device: torch.device | str) -> torch.memory_format:
@@ -156,18 +183,23 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+SMALL_STATE_BYTES = 16 * 2**20  # a model state this small is checkpointed after every epoch
+CHECKPOINT_SECONDS = 60.0        # else at most once a minute (a kill loses at most that much training)
+
+
 def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epochs: int, batch_size: int,
           lr: float = 1e-3, penalty: str = "none", penalty_lambda: float = 0.0, seed: int = 0,
           device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
           on_epoch: Callable[[int, nn.Module], dict] | None = None, progress: bool = True,
-          amp: str | None = None, compile: bool = False) -> list[dict]:
+          amp: str | None = None, compile: bool = False, optimizer: str = "adam",
+          shuffle_labels: bool = False) -> list[dict]:
     """Train `model` in place and leave it holding the lowest-validation-loss weights.
 
     Args:
         model: a freshly created model (create it after `seed_everything(seed)` for reproducible
             initial weights).
         train_set, val_set: the splits; `train_set` augments.
-        epochs, batch_size, lr: Adam's schedule.
+        epochs, batch_size, lr: the schedule.
         penalty, penalty_lambda: "none" | "l1" | "l2" and its weight, added to the loss.
         seed: seeds the batch order and the random augmentations, dropout and PRECODE noise.
         device: default CUDA when present, else CPU.
@@ -179,6 +211,9 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
             on the CPU. The weights and the optimiser stay float32.
         compile: run the training forward pass through torch.compile (the checkpoints hold the
             plain module's weights).
+        optimizer: one of OPTIMIZERS (see `make_optimizer`).
+        shuffle_labels: train on a seeded permutation of the training labels (`with_shuffled_labels`,
+            Adebayo et al.'s data randomisation test); validation keeps the true labels.
 
     Returns:
         History: one dict per epoch with epoch, train_loss (the objective: CE + penalty + beta*KL
@@ -197,7 +232,9 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
     fmt = memory_format(model, train_set.arrays.images.shape[-1], device)
     model.to(device, memory_format=fmt)
     forward = torch.compile(model) if compile else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optim = make_optimizer(optimizer, model.parameters(), lr)
+    if shuffle_labels:
+        train_set = with_shuffled_labels(train_set, seed)
     gen = torch.Generator().manual_seed(seed)  # batch order and augmentation
     torch.manual_seed(seed + 1)  # dropout and PRECODE noise: seeded apart from the init
     history: list[dict] = []
@@ -206,11 +243,16 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
     if ckpt is not None and (ckpt / "last.pt").is_file():
         state = torch.load(ckpt / "last.pt", weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optim.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
         best_loss = min((h["val_loss"] for h in history), default=float("inf"))
         _set_rng_state(state["rng"], gen)
 
+    # Checkpoints (best.pt, and last.pt to resume) after every epoch for small models; a large one
+    # (full-width ResNet-50 with Adam: ~280 MB a write, longer than a GPU epoch on a small set) at
+    # most once per CHECKPOINT_SECONDS and after the last epoch. The numbers do not depend on it.
+    small = sum(t.numel() * t.element_size() for t in model.state_dict().values()) <= SMALL_STATE_BYTES
+    saved, best_dirty = time.perf_counter(), False
     bar = range(start, epochs)
     if progress:
         from tqdm import tqdm
@@ -233,9 +275,9 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
                     loss = loss + penalty_lambda * weight_penalty(model, penalty)
                 if hasattr(model, "precode_loss"):
                     loss = loss + model.precode_loss()
-            optimizer.zero_grad(set_to_none=True)
+            optim.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            optim.step()
             n = len(y)
             total += loss.detach().float() * n
             ce_sum += ce.detach().float() * n
@@ -250,14 +292,17 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
         history.append(row)
         if progress:
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
-        if ckpt is not None:
-            if row["val_loss"] < best_loss:
-                atomic_save(model.state_dict(), ckpt / "best.pt")
-            atomic_save(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), history=history,
-                             epoch=epoch + 1, rng=_rng_state(gen)), ckpt / "last.pt")
         if row["val_loss"] < best_loss:
-            best_loss = row["val_loss"]
+            best_loss, best_dirty = row["val_loss"], True
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if ckpt is not None and (small or epoch + 1 == epochs or time.perf_counter() - saved >= CHECKPOINT_SECONDS):
+            # best.pt first: a resumed run's best.pt never comes from after its last.pt
+            if best_dirty:
+                atomic_save(best_state, ckpt / "best.pt")
+                best_dirty = False
+            atomic_save(dict(model=model.state_dict(), optimizer=optim.state_dict(), history=history,
+                             epoch=epoch + 1, rng=_rng_state(gen)), ckpt / "last.pt")
+            saved = time.perf_counter()
     if ckpt is not None and (ckpt / "best.pt").is_file():
         model.load_state_dict(torch.load(ckpt / "best.pt", weights_only=True, map_location=device))
     elif best_state is not None:

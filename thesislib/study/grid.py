@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["FAMILIES", "grid", "run", "results", "histories", "images", "setting_label", "load_params",
-           "study_grid", "NOTEBOOKS", "find_run", "describe", "long_run_experiments", "load_models",
-           "mean_maps", "input_scaling", "bottlenecks"]
+           "study_grid", "NOTEBOOKS", "BEYOND", "find_run", "describe", "long_run_experiments", "load_models",
+           "mean_maps", "input_scaling", "bottlenecks", "with_evaluation", "layer_results"]
 
 # family -> (thesis table, title); the order is the report's
 FAMILIES = {
@@ -39,9 +39,16 @@ FAMILIES = {
     "group_norm": ("5.9", "Group normalisation"),
     "precode": ("5.10", "PRECODE"),
     "precode_long": (None, "PRECODE long run"),
+    # beyond the thesis (its future work): no thesis table
+    "optimizer": (None, "Optimiser"),
+    "train_fraction": (None, "Training-set size"),
+    "shortcut": (None, "Shortcut (spurious cue)"),
+    "shuffled_labels": (None, "Shuffled labels (data randomisation)"),
 }
 NOTEBOOKS = ("00_data", "01_depth", "02_optimisation", "03_cam_methods", "04_regularisation", "05_precode",
-             "06_correlation")
+             "06_correlation", "07_optimizers", "08_dataset_size", "09_shortcut")
+# beyond the thesis: their own questions, outside RQ6's pool (`study_grid`), which stays the thesis's grid
+BEYOND = ("07_optimizers", "08_dataset_size", "09_shortcut")
 
 
 def setting_label(family: str, overrides: dict[str, Any]) -> str:
@@ -69,7 +76,29 @@ def setting_label(family: str, overrides: dict[str, Any]) -> str:
             return "baseline"
     if family in ("precode", "precode_long") and set(o) <= {"precode_k", "precode_beta"} and "precode_k" in o:
         return f"β={o.get('precode_beta', RunConfig.precode_beta):.0e}, k={o['precode_k']}"
+    if family == "optimizer" and "optimizer" in o and set(o) <= {"optimizer", "lr"}:
+        name = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}.get(o["optimizer"], str(o["optimizer"]))
+        return f"{name}, lr {o.get('lr', RunConfig.lr):g}"
+    if family == "train_fraction" and "train_fraction" in o and set(o) <= {"train_fraction", "epochs"}:
+        return f"{100 * o['train_fraction']:g} %"  # epochs that keep the optimiser steps equal are a schedule
+    if family == "shuffled_labels" and o.get("shuffle_labels") and set(o) <= {"shuffle_labels", "depth"}:
+        return str(o.get("depth", "baseline"))  # the setting of the model trained on the true labels
+    if family == "shortcut" and set(o) == {"data"}:
+        return _cue_label(o["data"])
     return ", ".join(f"{k}={v}" for k, v in sorted(o.items()))
+
+
+def _cue_label(data: str | None) -> str:
+    """"cue 0.95" for a synthetic set with the spurious marker, "no cue" for one without, else the data as given."""
+    from thesislib.data import DataError, synth_spec
+
+    if not isinstance(data, str) or not data.startswith("synthetic"):
+        return f"data={data}"
+    try:
+        spurious = synth_spec(data).spurious
+    except DataError:
+        return f"data={data}"  # the config's own check names the problem
+    return "no cue" if spurious is None else f"cue {spurious:g}"
 
 
 def grid(base: dict[str, Any], experiments: dict[str, list[dict[str, Any]]], seeds: list[int], *,
@@ -118,9 +147,42 @@ def _runs(table: pd.DataFrame) -> list[Run]:
 
 
 def run(table: pd.DataFrame, *, executor=None, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Train and evaluate every run of `table` that is not cached, then return `results(table)`."""
+    """Train and evaluate every run of `table` that is not cached, then return `results(table)`.
+
+    `executor` is what a params file's `executor` key holds (None: inline on a GPU or one core,
+    else a local pool; "inline", "local", "slurm", or a mapping with its options, see
+    `thesislib.study.executors`), or an executor object; see `thesislib.study.runs.compute`.
+    """
     run_all(table["config"], runs_dir=table.attrs.get("runs"), executor=executor, workers=workers, progress=progress)
     return results(table)
+
+
+def with_evaluation(table: pd.DataFrame, **changes: Any) -> pd.DataFrame:
+    """The same grid, its runs scored with other evaluation settings (`EVALUATION` fields of
+    RunConfig, e.g. layer="layer3", methods=[...]): the same trained models, another evaluation.
+
+    Raises:
+        ConfigError: a change names a training field (that would be other runs, not another
+            evaluation of these).
+    """
+    from thesislib.study.config import EVALUATION
+
+    training = sorted(k for k in changes if k not in EVALUATION)
+    if training:
+        raise ConfigError(f"with_evaluation: {', '.join(map(repr, training))} are not evaluation settings; expected "
+                          f"some of {', '.join(EVALUATION)}")
+    out = table.copy()
+    out["config"] = [c.replace(**changes) for c in table["config"]]
+    out.attrs = dict(table.attrs)
+    return out
+
+
+def layer_results(table: pd.DataFrame, layers: list[str], methods: list[str], **run_kwargs) -> pd.DataFrame:
+    """`run` of the grid's models explained at each of `layers` by `methods`, stacked, with a
+    `layer` column: every metric and reference map (the ceiling at that layer's grid) per layer."""
+    frames = [run(with_evaluation(table, layer=layer, methods=list(methods)), **run_kwargs).assign(layer=layer)
+              for layer in layers]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _with_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -214,10 +276,11 @@ def describe(table: pd.DataFrame):
     same = {k: configs[0].get(k) for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)}
     varies = [k for k in keys if k not in same and k != "seed"]
     runs = _runs(table)
-    data = runs[0].data_root if runs else None
+    datas = {r.fingerprint: r.data_root.name for r in runs}  # a data set is its content, not its name
+    varies += ["data"] if len(datas) > 1 else []
     shown = ", ".join(f"{k}={v}" for k, v in same.items() if k not in ("seed", "split_seed", "lr") and v is not None)
     return Markdown(f"**Runs:** {len(set(r.run_id for r in runs))} distinct ({len(table)} grid rows), "
-                    f"seeds {sorted(set(table['seed']))}; data `{data.name if data else None}`.  \n"
+                    f"seeds {sorted(set(table['seed']))}; data {', '.join(f'`{d}`' for d in datas.values()) or None}.  \n"
                     f"**Shared settings:** {shown}.  \n**Varied:** {', '.join(varies) or 'nothing'}.")
 
 
@@ -275,11 +338,13 @@ def load_params(path: str | os.PathLike, *, keys: Any = None) -> dict[str, Any]:
 def study_grid(params_dir: str | os.PathLike, *, data: str | None = None, runs: str | None = None) -> pd.DataFrame:
     """The grids of every research-question notebook of a params folder, stacked (RQ6: all models).
 
-    A run shared by several families (a baseline) appears once per family.
+    A run shared by several families (a baseline) appears once per family. The notebooks beyond
+    the thesis (BEYOND) stay out: RQ6 asks the thesis's question over the thesis's grid, and the
+    shortcut notebook's models learn from other data.
     """
     params_dir = Path(params_dir)
     frames = []
-    for name in NOTEBOOKS:
+    for name in (n for n in NOTEBOOKS if n not in BEYOND):
         path = params_dir / f"{name}.yaml"
         if not path.is_file():
             continue
