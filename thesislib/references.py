@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from thesislib.data import denormalize
-from thesislib.explain import normalize_maps
+from thesislib.explain import grid_at, normalize_maps
 
 __all__ = ["REFERENCES", "LABELS", "GAUSSIAN_SIGMA", "reference_maps", "mean_expert_map", "cam_grid_of"]
 
@@ -153,26 +153,7 @@ def mean_expert_map(dataset, batch_size: int = 512) -> torch.Tensor:
     return (total / len(dataset)).float()
 
 
-@torch.no_grad()
 def cam_grid_of(model: nn.Module, input_size: int) -> int:
-    """The side of the model's layer4 output for a square input of `input_size` px.
-
-    Found by a forward hook on `model.layer4` and a dummy input, so it holds for any stem.
-    """
-    layer = getattr(model, "layer4", None)
-    if layer is None:
-        raise TypeError(f"model: expected a ResNet with a `layer4` stage, found {type(model).__name__}")
-    shapes = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[-2:])))
-    was_training = model.training
-    try:
-        model.eval()
-        param = next(model.parameters())
-        model(torch.zeros(1, 3, input_size, input_size, device=param.device, dtype=param.dtype))
-    finally:
-        handle.remove()
-        model.train(was_training)
-    h, w = shapes[0]
-    if h != w:
-        raise ValueError(f"model: expected a square layer4 grid for a {input_size} px input, found {h}x{w}")
-    return h
+    """The side of the model's layer4 output for a square input of `input_size` px
+    (`thesislib.explain.grid_at`: a forward hook and a dummy input, so it holds for any stem)."""
+    return grid_at(model, input_size, "layer4")
