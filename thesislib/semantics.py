@@ -50,7 +50,7 @@ RECORDED: dict[str, Any] = {
         "evaluation": "2f3c8a3f7b835753",
         "metrics": "11924dd06e0e2dc0",
         "explain": "123a24789d716e48",
-        "references": "3005420ea67352f2",
+        "references": "dea12fcafff8bad2",
     },
 }
 # --- end of record ---
