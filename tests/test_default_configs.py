@@ -34,8 +34,8 @@ def _distinct_configs() -> list:
             experiments.update(long_run_experiments(p["long_run"]))
         if not experiments:
             continue  # 00 and 06 train nothing of their own
-        table = grid(p.get("base", {}), experiments, p.get("seeds", [0]), source=str(path))
-        for cfg in table["config"]:
+        g = grid(p.get("base", {}), experiments, p.get("seeds", [0]), source=str(path))
+        for cfg in g.table["config"]:
             key = json.dumps({k: v for k, v in cfg.training_dict().items() if k not in _IGNORED}, sort_keys=True)
             configs.setdefault(key, cfg)
     return list(configs.values())

@@ -49,9 +49,9 @@ def test_train_builds_the_optimiser_it_is_given(split, tiny_model, monkeypatch):
 
 
 def test_a_run_trains_with_its_configs_optimiser_on_its_share(synth_root, tmp_path, monkeypatch):
-    """`study.execute` hands the config's optimizer and the reduced training split to train()."""
+    """`study.compute_one` hands the config's optimizer and the reduced training split to train()."""
     import thesislib.train as T
-    from thesislib.study.runs import execute
+    from thesislib.study.runs import compute_one
 
     seen = {}
 
@@ -63,7 +63,7 @@ def test_a_run_trains_with_its_configs_optimiser_on_its_share(synth_root, tmp_pa
     full = load_split(synth_root, 64, cache_dir=tmp_path / "cache")
     cfg = RunConfig(**SMALL, optimizer="sgd", lr=0.01, train_fraction=0.5, methods=["gradcam"])
     with pytest.raises(_Stop):
-        execute(cfg.to_dict(), str(synth_root), str(tmp_path / "runs"), threads=1)
+        compute_one(cfg.to_dict(), str(synth_root), str(tmp_path / "runs"), threads=1)
     assert seen["optimizer"] == "sgd" and seen["lr"] == 0.01
     assert abs(seen["train"] - len(full.train) / 2) <= 1 and seen["val"] == len(full.val)
 
@@ -138,7 +138,7 @@ def test_the_beyond_notebooks_reuse_a_study_run_as_their_baseline(scale, source,
 
     def training(name: str, fam: str, label: str) -> dict:
         p = study.load_params(params / f"{name}.yaml")
-        g = study.grid(p["base"], p["experiments"], p["seeds"], data=p.get("data"))
+        g = study.grid(p["base"], p["experiments"], p["seeds"], data=p.get("data")).table
         cfg = g[(g["family"] == fam) & (g["setting"] == label)]["config"].iloc[0]
         # data None is the embedded synthetic set (without THESISLIB_DATA): compare canonical names
         return {**cfg.training_dict(), "data": synth_name(synth_spec(cfg.data or "synthetic"))}

@@ -57,7 +57,7 @@ def test_every_params_file_builds_valid_run_configs(scale, monkeypatch):
 
 def _training(scale: str, name: str, family: str, setting: str = "baseline", seed: int = 0) -> dict:
     p = study.load_params(ROOT / "params" / scale / f"{name}.yaml")
-    g = study.grid(p["base"], p["experiments"], p["seeds"])
+    g = study.grid(p["base"], p["experiments"], p["seeds"]).table
     row = g[(g["family"] == family) & (g["setting"] == setting) & (g["seed"] == seed)].iloc[0]
     return row["config"].training_dict()
 
@@ -87,7 +87,7 @@ THESIS_LEVELS = ({("depth", d) for d in ("18", "34", "50")} | {("epochs", "batch
 def test_thesis_params_expand_to_exactly_the_thesis_grid(monkeypatch):
     """PROTOCOL: levels of every factor, 3 seeds, the baseline of Table 5.5, 224 px."""
     monkeypatch.setenv("THESISLIB_DATA", "/data/LAG")
-    g = study.study_grid(ROOT / "params" / "thesis")
+    g = study.study_grid(ROOT / "params" / "thesis").table
     assert set(g["seed"]) == {0, 1, 2}
     expected = THESIS_LEVELS
     got = {(f, s) for f, s in zip(g["family"], g["setting"])}
@@ -111,7 +111,7 @@ def test_thesis_params_expand_to_exactly_the_thesis_grid(monkeypatch):
 def test_default_params_hold_every_factor_and_level_with_three_seeds_a_7x7_grid_and_128_images():
     from thesislib.models import cam_grid
 
-    g = study.study_grid(ROOT / "params" / "default")
+    g = study.study_grid(ROOT / "params" / "default").table
     assert {(f, s) for f, s in zip(g["family"], g["setting"])} == THESIS_LEVELS
     assert set(g["seed"]) == {0, 1, 2}
     for cfg in g["config"]:
@@ -123,7 +123,7 @@ def test_default_batch_sizes_take_equal_optimiser_steps():
     """Every batch size of RQ2 takes about the baseline's number of optimiser steps (so all can learn)."""
     import math
 
-    g = study.study_grid(ROOT / "params" / "default")
+    g = study.study_grid(ROOT / "params" / "default").table
     n_train = 600  # the embedded synthetic set: 1,000 images, 60 % for training
     steps = {c.batch_size: c.epochs * math.ceil(n_train / c.batch_size)
              for c, f in zip(g["config"], g["family"]) if f == "batch_size"}

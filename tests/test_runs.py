@@ -44,14 +44,14 @@ def test_a_run_stores_everything_and_is_computed_once(cfg, tmp_path, monkeypatch
         raise AssertionError("recomputed")
     monkeypatch.setattr("thesislib.train.train", boom)
     monkeypatch.setattr("thesislib.evaluation.evaluate", boom)
-    real_execute, submitted = R.execute, []
-    monkeypatch.setattr(R, "execute", lambda *a, **k: submitted.append(a) or real_execute(*a, **k))
+    real_compute_one, submitted = R.compute_one, []
+    monkeypatch.setattr(R, "compute_one", lambda *a, **k: submitted.append(a) or real_compute_one(*a, **k))
     before = _stamps(d)
     # in-process, so that the patches reach whatever would compute
     again = study.run_all([cfg], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
     assert again[0].run_id == run.run_id and again[0].complete
     assert submitted == [] and _stamps(d) == before  # nothing submitted, no file rewritten
-    out = real_execute(cfg.to_dict(), str(run.data_root), str(tmp_path))  # asked directly, it finds the run done
+    out = real_compute_one(cfg.to_dict(), str(run.data_root), str(tmp_path))  # asked directly, it finds the run done
     assert not out["trained"] and out["evaluated"] == [] and _stamps(d) == before
 
 
@@ -99,18 +99,18 @@ def test_a_failing_run_is_reported_and_the_others_kept(cfg, tmp_path, monkeypatc
     assert "loss became NaN" in str(err.value) and "loss became NaN" in (bad.dir / "error.txt").read_text()
     assert first.complete and last.complete and not bad.trained
     # kept: the next sweep submits the failed run only
-    real_execute, submitted = R.execute, []
-    monkeypatch.setattr(R, "execute", lambda *a, **k: submitted.append(a[0]["seed"]) or real_execute(*a, **k))
+    real_compute_one, submitted = R.compute_one, []
+    monkeypatch.setattr(R, "compute_one", lambda *a, **k: submitted.append(a[0]["seed"]) or real_compute_one(*a, **k))
     stamps = _stamps(first.dir), _stamps(last.dir)
     with pytest.raises(R.RunError, match="1 of 1 runs failed"):
         study.run_all(configs, runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
     assert submitted == [2] and (_stamps(first.dir), _stamps(last.dir)) == stamps
 
 
-def test_execute_failure_is_collected_with_a_log(cfg, tmp_path, monkeypatch):
+def test_compute_one_failure_is_collected_with_a_log(cfg, tmp_path, monkeypatch):
     def fail(*a, **k):
         raise RuntimeError("out of memory")
-    monkeypatch.setattr(R, "execute", fail)
+    monkeypatch.setattr(R, "compute_one", fail)
     with pytest.raises(R.RunError) as err:
         study.run_all([cfg, cfg.replace(seed=1)], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
     assert "2 of 2 runs failed" in str(err.value) and "out of memory" in str(err.value)
@@ -142,14 +142,14 @@ def test_process_pool_gives_the_same_numbers_as_in_process(cfg, tmp_path):
 
 
 def test_results_and_images_carry_whether_the_run_learned(cfg, tmp_path):
-    table = study.grid(cfg.to_dict(), {"depth": [{}]}, [0], runs=str(tmp_path))
-    res = study.run(table, executor=study.InlineExecutor(), progress=False)
-    [run] = study.plan(table["config"], tmp_path)
+    grid = study.grid(cfg.to_dict(), {"depth": [{}]}, [0], runs=str(tmp_path), executor=study.InlineExecutor())
+    res = grid.compute(progress=False).results()
+    [run] = grid.runs()
     learned = run.summary()["learned"]
     assert (res["learned"] == learned).all() and list(res.columns[:5]) == ["family", "setting", "seed", "run_id", "learned"]
     assert {"kind", "same_as", "class_agnostic"} & set(res.columns) == {"kind", "same_as", "class_agnostic"} & set(
         pd.read_csv(run.eval_dir / "summary.csv").columns)  # summarize's columns are kept
-    imgs = study.images(table)
+    imgs = grid.images()
     assert (imgs["learned"] == learned).all()
 
 

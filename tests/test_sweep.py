@@ -90,8 +90,8 @@ def test_params_executor_and_flags(tmp_path, synth_root):
 
 def test_progress_is_shown_as_each_run_finishes(tmp_path, synth_root, monkeypatch):
     events = []
-    real = R.execute
-    monkeypatch.setattr(R, "execute", lambda *a, **k: events.append("compute") or real(*a, **k))
+    real = R.compute_one
+    monkeypatch.setattr(R, "compute_one", lambda *a, **k: events.append("compute") or real(*a, **k))
     monkeypatch.setattr(R, "_say", events.append)
     path = _params(tmp_path / "p", synth_root, seeds=(0, 1, 2))
     out = run_sweep(load_sweep([path], runs=tmp_path / "runs", executor="inline"))
@@ -136,17 +136,36 @@ def test_dry_run_lists_what_is_missing_and_its_cost(tmp_path, synth_root, capsys
     assert int(est["train_images"].iloc[0]) == pytest.approx(n_train, abs=2) and est["maps"].iloc[0] == 4 * 2
 
 
+def _calls(src: str, name: str) -> list[str]:
+    """The full text of each call `name(...)` in `src` (balanced parentheses)."""
+    out = []
+    for m in re.finditer(re.escape(name) + r"\(", src):
+        depth, i = 0, m.end() - 1
+        for i in range(m.end() - 1, len(src)):
+            depth += {"(": 1, ")": -1}.get(src[i], 0)
+            if depth == 0:
+                break
+        out.append(src[m.start():i + 1])
+    return out
+
+
 def test_notebooks_compute_where_their_params_say():
-    """Each notebook that computes runs takes an `executor` parameter and passes it to study.run."""
+    """Each notebook that computes runs takes an `executor` parameter and gives it to every grid it
+    makes (a Grid computes on its own executor); nothing computes outside a grid."""
     import nbformat
     import papermill as pm
 
     root = Path(__file__).resolve().parents[1]
+    computing = 0
     for name in study.NOTEBOOKS:
         path = root / "notebooks" / f"{name}.ipynb"
-        code = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-        calls = [call for src in code for call in re.findall(r"study\.run\([^)]*\)", src)]
-        if not calls:
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        grids = _calls(code, "study.grid") + _calls(code, "study.study_grid")
+        assert not re.search(r"study\.(run|run_all|compute)\(", code), f"{name}: computes outside a grid"
+        if not grids:
+            assert ".compute(" not in code and "notebook_results(" not in code, name
             continue
+        computing += 1
         assert "executor" in pm.inspect_notebook(str(path)), f"{name}: no `executor` parameter"
-        assert all("executor=executor" in call for call in calls), f"{name}: {calls}"
+        assert all("executor=executor" in call for call in grids), f"{name}: {grids}"
+    assert computing == 9  # 01-09

@@ -154,7 +154,7 @@ def curves(hist: pd.DataFrame, metrics: dict[str, str], *, hue: str | None = Non
     """Metrics against epoch, mean and spread over seeds (thesis Fig. 5.1 / 5.2).
 
     Args:
-        hist: `thesislib.study.histories` output.
+        hist: `Grid.histories()` rows.
         metrics: column -> axis label; one panel each. Losses are shown as they are, every other
             column (accuracies, tracked metrics: fractions) in %.
         hue: column that tells curves apart (e.g. "setting").

@@ -31,7 +31,7 @@ import nbformat
 from thesislib.atomic import atomic_write_text, ensure_writable
 from thesislib.paths import project_root, runs_dir
 from thesislib.study.config import ConfigError
-from thesislib.study.grid import NOTEBOOKS, load_params
+from thesislib.study.grids import NOTEBOOKS, load_params
 from thesislib.study.runs import git_commit
 
 __all__ = ["build_report", "execute", "check_params", "stitch", "KERNEL_NAME", "record", "key_numbers", "RESULTS_ENV"]
@@ -109,7 +109,7 @@ def check_params(params: dict, notebook_keys: list[str], *, source: str, data: s
             run configs (an unknown run setting, a value of the wrong type or out of range).
     """
     from thesislib.study.config import RunConfig
-    from thesislib.study.grid import grid
+    from thesislib.study.grids import grid
 
     unknown = sorted(set(params) - set(notebook_keys))
     if unknown:
@@ -362,7 +362,7 @@ def key_numbers(ours, results, metrics=KEY_METRICS) -> dict:
     Args:
         ours: `thesislib.tables.aggregate(results)`: per family, setting, method and metric the
             mean and sample std over seeds.
-        results: `thesislib.study.run(grid)`: one row per run and method.
+        results: `grid.results()`: one row per run and method.
         metrics: the metrics of `ours` to keep.
     Returns:
         {"runs": one {family, setting, seed, run_id, eval_id, learned} per run and family,

@@ -24,12 +24,15 @@ import copy
 import hashlib
 import json
 import math
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from thesislib.study.grids import Grid
 
 from thesislib import explain as X
 from thesislib.metrics import _average_ranks
@@ -242,27 +245,23 @@ def for_run(run, methods: Sequence[str] | None = None, *, images: int = 16, seed
     return df
 
 
-def for_grid(table: pd.DataFrame, *, setting: str | None = None, family: str | None = None,
+def for_grid(grid: "Grid", *, setting: str | None = None, family: str | None = None,
              methods: Sequence[str] | None = None, images: int = 16, seeds: Sequence[int] = (0,),
              train_seeds: Sequence[int] | None = None, stages: Sequence[str] = STAGES) -> pd.DataFrame:
-    """`for_run` over the trained models of one setting of a grid, one per training seed.
+    """`for_run` over the trained models of one setting of a grid (`thesislib.study.Grid`), one per
+    training seed (default: every seed of that setting's rows).
 
     Returns:
         Its rows with family, setting, train_seed and run_id.
-    """
-    from thesislib.study.grid import find_run
 
-    rows = table
-    for col, val in (("family", family), ("setting", setting)):
-        if val is not None:
-            rows = rows[rows[col] == val]
-    if rows.empty:
-        raise KeyError(f"no grid row with family={family!r}, setting={setting!r}; settings are "
-                       f"{', '.join(dict.fromkeys(table['setting']))}")
-    fam, sett = rows["family"].iloc[0], rows["setting"].iloc[0]
+    Raises:
+        KeyError: no row of that family and setting; the message lists the grid's settings.
+    """
+    rows = grid.where(family=family, setting=setting)
+    fam, sett = rows.table["family"].iloc[0], rows.table["setting"].iloc[0]
     frames = []
-    for train_seed in (train_seeds if train_seeds is not None else list(dict.fromkeys(rows["seed"]))):
-        run = find_run(table, family=fam, setting=sett, seed=int(train_seed))
+    for train_seed in (train_seeds if train_seeds is not None else rows.seeds):
+        run = grid.find(family=fam, setting=sett, seed=int(train_seed))
         frames.append(for_run(run, methods, images=images, seeds=seeds, stages=stages).assign(
             family=fam, setting=sett, train_seed=int(train_seed), run_id=run.run_id))
     return pd.concat(frames, ignore_index=True)

@@ -11,12 +11,15 @@ CORNER ** 2 of its mass there, and the optic disc never reaches the square).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 import torch
 
 from thesislib.synth import MARKER_INSET, MARKER_SIDE
+
+if TYPE_CHECKING:
+    from thesislib.study.grids import Grid
 
 __all__ = ["CORNER", "CORNERS", "MARKER_LEVEL", "MARKER_MASS", "marker_corners", "marker_mass", "marker_scores",
            "marked_rows", "cross_evaluate", "aggregate", "summary_table", "what_catches_it"]
@@ -138,8 +141,8 @@ def marker_scores(model: torch.nn.Module, data, methods: Sequence[str], *, refer
     return pd.DataFrame.from_records(records, columns=["image", "method", "marker_corner", "marker_mass"])
 
 
-def cross_evaluate(table: pd.DataFrame, test_sets: dict[str, str], *, corner: float = CORNER) -> pd.DataFrame:
-    """Every run of a grid scored on other data sets, as `thesislib.study.results` scores it on its own.
+def cross_evaluate(grid: "Grid", test_sets: dict[str, str], *, corner: float = CORNER) -> pd.DataFrame:
+    """Every run of a grid scored on other data sets, as `Grid.results` scores it on its own.
 
     Each run's model is scored on the `eval_split` part of each test set, split as its own data
     (input size, split, split seed), with its own methods, reference maps (the prior: its own
@@ -147,7 +150,7 @@ def cross_evaluate(table: pd.DataFrame, test_sets: dict[str, str], *, corner: fl
     runs folder holds each run's scores on its own data only.
 
     Args:
-        table: a grid (`thesislib.study.grid`) whose runs are trained (`thesislib.study.run`).
+        grid: a `thesislib.study.Grid` whose runs are trained (`grid.compute()`).
         test_sets: name -> data (a folder or a synthetic set's name, as RunConfig's `data`).
         corner: side of the corner square of `marker_mass`.
 
@@ -160,20 +163,19 @@ def cross_evaluate(table: pd.DataFrame, test_sets: dict[str, str], *, corner: fl
     from thesislib.data import load_split, resolve_root
     from thesislib.evaluation import evaluate, summarize
     from thesislib.references import mean_expert_map
-    from thesislib.study.runs import plan
 
     if not isinstance(test_sets, dict) or not test_sets:
         raise ValueError(f"test_sets: expected a mapping name -> data set, found {test_sets!r}")
     roots = {name: resolve_root(data) for name, data in test_sets.items()}
     frames, seen = [], set()
-    for row, run in zip(table.itertuples(index=False), plan(table["config"], table.attrs.get("runs"))):
+    for row, run in zip(grid.table.itertuples(index=False), grid.runs()):
         if run.run_id in seen:  # a run in several rows (a baseline shared by families) is scored once
             continue
         seen.add(run.run_id)
         cfg = run.config
         if not run.trained:
-            raise ValueError(f"table: run {run.run_id} ({row.family} · {row.setting} · seed {row.seed}) is not "
-                             "trained; expected study.run(table) first")
+            raise ValueError(f"grid: run {run.run_id} ({row.family} · {row.setting} · seed {row.seed}) is not "
+                             "trained; expected grid.compute() first")
         model = run.load_model()
         prior = mean_expert_map(run.split().train)
         for name, root in roots.items():

@@ -4,7 +4,7 @@
     thesislib sweep params/default --dry-run     # every notebook of a scale: what is missing, and its cost
 
 Each params file is read as its notebook reads it (merged over its scale's shared.yaml, see
-`thesislib.study.grid.load_params`), so a sweep computes exactly the runs the notebooks will then
+`thesislib.study.grids.load_params`), so a sweep computes exactly the runs the notebooks will then
 find in the cache. Where they compute comes from the params' `executor` key, overridden by the
 flags (see `thesislib.study.executors`). This module imports nothing heavy until it runs, so
 `thesislib sweep --help` answers at once.
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from thesislib.study.executors import ExecutorSpec
+    from thesislib.study.grids import Grid
     from thesislib.study.runs import Outcome, Run
 
 __all__ = ["Sweep", "load_sweep", "estimate", "add_parser", "main"]
@@ -56,25 +57,32 @@ log), 2 for bad params or arguments.
 
 @dataclass
 class Sweep:
-    """The runs of some params files, where they live and where they compute."""
+    """The grids of some params files stacked into one Grid (its table, runs folder and executor
+    spec), and the files it came from."""
 
-    table: "pd.DataFrame"  # one row per grid row (family, setting, seed, config), all files stacked
-    runs_dir: Path
-    executor: "ExecutorSpec"
+    grid: "Grid"
     sources: list[Path]
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.grid.runs_dir)
+
+    @property
+    def executor(self) -> "ExecutorSpec":
+        return self.grid.executor
 
     def runs(self) -> list["Run"]:
         """The planned runs, one per distinct config, in grid order."""
         from thesislib.study.runs import plan
 
-        configs = list({c: None for c in self.table["config"]})
+        configs = list({c: None for c in self.grid.table["config"]})
         return plan(configs, self.runs_dir)
 
 
 def _files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Params files, with folders expanded to their notebooks' files in report order."""
     from thesislib.study.config import ConfigError
-    from thesislib.study.grid import NOTEBOOKS
+    from thesislib.study.grids import NOTEBOOKS
 
     out: list[Path] = []
     for p in map(Path, paths):
@@ -90,9 +98,9 @@ def _files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def _grids(path: Path, params: dict[str, Any], data: str | None, runs: str | None) -> list["pd.DataFrame"]:
+def _grids(path: Path, params: dict[str, Any], data: str | None, runs: str | None) -> list["Grid"]:
     """The grids a notebook with these params computes (its experiments and RQ5's long run)."""
-    from thesislib.study.grid import grid, long_run_experiments
+    from thesislib.study.grids import grid, long_run_experiments
 
     if "experiments" not in params:
         return []
@@ -138,7 +146,7 @@ def load_sweep(paths: Sequence[str | os.PathLike], *, data: str | None = None, r
     from thesislib.paths import runs_dir as default_runs_dir
     from thesislib.study.config import ConfigError
     from thesislib.study.executors import ExecutorSpec
-    from thesislib.study.grid import load_params
+    from thesislib.study.grids import Grid, load_params
 
     files = _files(paths)
     params = {f: load_params(f) for f in files}
@@ -151,12 +159,11 @@ def load_sweep(paths: Sequence[str | os.PathLike], *, data: str | None = None, r
         elif isinstance(executor, str):
             executor = {"kind": executor}
         spec = ExecutorSpec.from_params({**spec.to_dict(), **executor}, source="executor (params and flags)")
-    frames = [g for f, p in params.items() for g in _grids(f, p, data, None if runs is None else str(runs))]
+    frames = [g.table for f, p in params.items() for g in _grids(f, p, data, None if runs is None else str(runs))]
     if not frames:
         raise ConfigError(f"{', '.join(map(str, files))}: no experiments to run (notebooks like 00_data and "
                           "06_correlation train nothing of their own)")
-    table = pd.concat(frames, ignore_index=True)
-    return Sweep(table, default_runs_dir(runs), spec, files)
+    return Sweep(Grid(pd.concat(frames, ignore_index=True), default_runs_dir(runs), spec), files)
 
 
 # -- cost ------------------------------------------------------------------------------------
@@ -227,7 +234,7 @@ def estimate(runs: list["Run"]) -> "pd.DataFrame":
     import pandas as pd
 
     from thesislib.models import pooled_dim
-    from thesislib.study.runs import _describe, distinct
+    from thesislib.study.runs import run_label, distinct
 
     todo = [r for r in distinct(runs) if not r.complete]
     counts: dict = {}
@@ -245,7 +252,7 @@ def estimate(runs: list["Run"]) -> "pd.DataFrame":
         seconds = float("nan")
         if rate is not None and (not trains or "train" in rate) and all(m in rate for m in missing):
             seconds = train_images * rate.get("train", 0.0) + sum(n_scored * rate[m] for m in missing)
-        rows.append(dict(run_id=r.run_id, run=_describe(r),
+        rows.append(dict(run_id=r.run_id, run=run_label(r),
                          todo="train + evaluate" if trains else "evaluate " + ", ".join(missing),
                          train_images=train_images, maps=n_scored * len(missing), scorecam_forwards=forwards,
                          seconds=seconds))

@@ -19,7 +19,7 @@ from scipy import stats as sps
 from thesislib.claims import (CLAIMS, METHOD_CLAIMS, Claim, claims_markdown, judge, judge_correlations,  # noqa: F401
                               judge_methods, setting_correlation, verdict_counts, verdicts_markdown)
 from thesislib.metrics import REGISTRY, registered
-from thesislib.study.grid import FAMILIES
+from thesislib.study.grids import FAMILIES
 from thesislib.thesis import THESIS_METHODS, reference, thesis_notes  # noqa: F401
 
 __all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS", "FLAG", "method_label",
@@ -88,10 +88,10 @@ def aggregate(results: pd.DataFrame, *, learned_only: bool = False, by: str | No
     """Mean, sample std and 95 % t-interval over seeds, in long format.
 
     Args:
-        results: `thesislib.study.run` output (one row per run x method, metrics in %, optional
+        results: `Grid.results()` rows (one row per run x method, metrics in %, optional
             `learned` and `kind` columns).
         learned_only: leave out runs flagged as never learning.
-        by: "pred" or "label" for `study.results(grid, by=...)` rows: each family is split per
+        by: "pred" or "label" for `grid.results(by=...)` rows: each family is split per
             class, as "<family>, predicted glaucoma" etc.; "correct": "<family>, correctly
             classified" and "<family>, misclassified".
 
@@ -282,7 +282,7 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
     """Every method's metrics over the runs of `results`: explainers, then reference maps.
 
     Args:
-        results: `thesislib.study.run` output; a run shared by several families counts once
+        results: `Grid.results()` rows; a run shared by several families counts once
             unless `by` includes "family".
         by: results column(s) to split the rows by, e.g. "family".
         metrics: REGISTRY names (default: every registered localisation and faithfulness metric present).
@@ -580,7 +580,7 @@ def references_summary(results: pd.DataFrame, metrics: Sequence[str] = ("iou_are
     """`against_references` over the runs that learned (all runs, said so, where none did).
 
     Args:
-        results: `study.results` rows (per class with `by`, see `aggregate`).
+        results: `Grid.results` rows (per class with `by`, see `aggregate`).
         metrics: localisation metrics of the registry.
         by: None, "pred" or "label".
     """
@@ -633,7 +633,7 @@ def ranking_agreement(results: pd.DataFrame, metrics: Sequence[str], *, referenc
     that `reference` gives? Kendall's tau-b between the two orders of the explainers' means over runs.
 
     Args:
-        results: `study.results` rows (explainers and references; only explainers are ranked,
+        results: `Grid.results` rows (explainers and references; only explainers are ranked,
             each distinct map once).
         metrics: registry names or IoU-curve columns (`thesislib.metrics.curve_columns`).
         reference: the metric whose order the others are compared with.
@@ -671,7 +671,7 @@ def threshold_curve(results: pd.DataFrame, *, methods: Sequence[str] | None = No
     """IoU (A) against the binarisation of the heatmap: Otsu, fixed thresholds, top shares of pixels.
 
     Args:
-        results: `study.results` rows with the IoU curve's columns.
+        results: `Grid.results` rows with the IoU curve's columns.
         methods: method labels to keep (default: every explainer with its own maps, the prior and
             the ceiling).
 
@@ -713,7 +713,7 @@ def slice_conclusions(results: pd.DataFrame, sliced: pd.DataFrame, *, by: str = 
     scored images and on each slice.
 
     Args:
-        results: `study.results(grid)` rows; sliced: `study.results(grid, by=by)` rows.
+        results: `grid.results()` rows; sliced: `grid.results(by=by)` rows.
         by: the slicing column ("correct": correctly vs wrongly classified; "pred"; "label").
         metrics: localisation metrics of the registry.
 

@@ -14,7 +14,7 @@ from importlib import resources
 import pandas as pd
 
 from thesislib.metrics import REGISTRY
-from thesislib.study.grid import setting_label
+from thesislib.study.grids import setting_label
 
 __all__ = ["THESIS_METHODS", "THESIS_SEEDS", "reference", "thesis_notes"]
 

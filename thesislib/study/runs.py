@@ -47,7 +47,7 @@ from thesislib.atomic import atomic_write_text, ensure_writable, file_sha256
 from thesislib.study.config import RunConfig
 from thesislib.study.executors import ExecutorSpec, InlineExecutor, default_executor
 
-__all__ = ["Run", "RunError", "CheckpointError", "Outcome", "plan", "execute", "compute", "distinct", "run_all", "InlineExecutor", "default_executor",
+__all__ = ["Run", "RunError", "CheckpointError", "Outcome", "plan", "compute_one", "compute", "run_label", "distinct", "run_all", "InlineExecutor", "default_executor",
            "git_commit"]
 
 
@@ -157,8 +157,8 @@ class Run:
 
         problem = self.checkpoint_problem()
         if problem is not None:
-            raise CheckpointError(f"{problem}; expected the checkpoint that training wrote: the next study.run "
-                                  f"(run_all) recomputes run {self.run_id} instead of trusting it")
+            raise CheckpointError(f"{problem}; expected the checkpoint that training wrote: the next compute "
+                                  f"(grid.compute(), thesislib sweep) recomputes run {self.run_id} instead of trusting it")
         model = create_model(self.config.model_name, **self.config.model_kwargs())
         model.load_state_dict(torch.load(self.dir / "best.pt", weights_only=True, map_location=device))
         fmt = memory_format(model, self.config.input_size, device)
@@ -244,7 +244,7 @@ def _tracker(cfg: RunConfig, val_set):
     return on_epoch
 
 
-def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None = 1, progress: bool = False) -> dict:
+def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | None = 1, progress: bool = False) -> dict:
     """Train (or resume) and evaluate one run; safe to call for a run that is already complete.
 
     The worker-side entry point: arguments are plain data so any executor can ship them.
@@ -334,7 +334,8 @@ def execute(config: dict, data_root: str, runs_dir: str, *, threads: int | None 
     return dict(run_id=run.run_id, trained=trained_now, evaluated=evaluated, summary=run.summary())
 
 
-def _describe(run: Run) -> str:
+def run_label(run: Run) -> str:
+    """A run in a few words: "resnet50 bs=32 ep=10 dropout=0.5 seed=0"."""
     c = run.config
     parts = [f"resnet{c.depth}", f"bs={c.batch_size}", f"ep={c.epochs}"]
     if c.norm != "none":
@@ -452,7 +453,7 @@ def compute(runs: Iterable[Run], *, executor=None, workers: int | None = None, t
         batch = getattr(executor, "batch", None)
         with batch() if callable(batch) else contextlib.nullcontext():
             for r in todo:
-                fut = executor.submit(execute, r.config.to_dict(), str(r.data_root), str(r.runs_dir), threads=threads)
+                fut = executor.submit(compute_one, r.config.to_dict(), str(r.data_root), str(r.runs_dir), threads=threads)
                 pending[fut] = r
         out.submitted = [r.run_id for r in todo]
         while pending:
@@ -500,7 +501,7 @@ def _collect(fut, r: Run, out: Outcome) -> str:
             log = f"not written: {err}"
         slurm_log = getattr(fut, "log", None) or getattr(getattr(fut, "paths", None), "stderr", None)  # submitit's
         logs = f"log: {log}" + (f", Slurm log: {slurm_log}" if slurm_log else "")
-        out.failures.append(f"{r.run_id} ({_describe(r)}): {_headline(exc)} [{logs}]")
+        out.failures.append(f"{r.run_id} ({run_label(r)}): {_headline(exc)} [{logs}]")
         return f"{r.run_id} FAILED: {_headline(exc)} [{logs}]"
     (r.dir / "error.txt").unlink(missing_ok=True)  # from an earlier attempt
     s = res["summary"]
@@ -512,7 +513,7 @@ def _collect(fut, r: Run, out: Outcome) -> str:
     if res["evaluated"]:
         out.evaluated.append(r.run_id)
         what.append("evaluated " + ", ".join(res["evaluated"]))
-    return f"{r.run_id} {_describe(r)}: " + ("; ".join(what) or "done by another sweep")
+    return f"{r.run_id} {run_label(r)}: " + ("; ".join(what) or "done by another sweep")
 
 
 def run_all(configs: Iterable[RunConfig], *, runs_dir: str | os.PathLike | None = None, executor=None,

@@ -1,0 +1,102 @@
+"""The study API: a Grid holds its table, its runs folder and its executor; one name per meaning."""
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from thesislib import study, tables
+from thesislib.study import runs as R
+from thesislib.study.config import ConfigError
+
+TINY = dict(input_size=64, stem="compact", width=0.0625, depth=18, epochs=1, batch_size=32, eval_images=4,
+            methods=["gradcam"], references=["prior"], track_every=0)
+
+
+class Counting(study.InlineExecutor):
+    """The inline executor, counting what it is given."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict] = []
+
+    def submit(self, fn, *args, **kwargs):
+        self.submitted.append(args[0])
+        return super().submit(fn, *args, **kwargs)
+
+
+@pytest.fixture
+def base(synth_root):
+    return {**TINY, "data": str(synth_root)}
+
+
+def test_a_grid_holds_its_table_runs_folder_and_executor(base, tmp_path):
+    g = study.grid(base, {"depth": [{}, {"depth": 34}]}, [0, 1], runs=tmp_path, executor="inline")
+    assert isinstance(g, study.Grid) and len(g) == 4
+    assert (g.settings, g.seeds, g.runs_dir, g.executor) == (["baseline", "34"], [0, 1], tmp_path, "inline")
+    assert list(g.table.columns) == ["family", "setting", "seed", "overrides", "config"]
+    assert all(r.runs_dir == tmp_path for r in g.runs())
+    deep = g.where(setting="34")
+    assert len(deep) == 2 and deep.runs_dir == tmp_path and deep.executor == "inline"
+    run = g.find(setting="34", seed=1)
+    assert (run.config.depth, run.config.seed) == (34, 1)
+
+
+def test_a_grid_names_its_settings_when_nothing_matches(base, tmp_path):
+    g = study.grid(base, {"depth": [{}]}, [0], runs=tmp_path)
+    with pytest.raises(KeyError, match="settings are baseline, seeds \\[0\\]"):
+        g.find(setting="50")
+
+
+def test_a_grid_table_needs_its_columns():
+    with pytest.raises(ValueError, match="missing overrides, config"):
+        study.Grid(pd.DataFrame({"family": ["depth"], "setting": ["18"], "seed": [0]}))
+
+
+def test_with_evaluation_refuses_training_settings(base, tmp_path):
+    g = study.grid(base, {"depth": [{}]}, [0], runs=tmp_path)
+    with pytest.raises(ConfigError, match="'epochs' are not evaluation settings"):
+        g.with_evaluation(epochs=3)
+    other = g.with_evaluation(methods=["cam"])
+    assert [c.methods for c in other.table["config"]] == [("cam",)] and other.runs()[0].run_id == g.runs()[0].run_id
+
+
+def test_a_grid_computes_on_its_own_executor_once(base, tmp_path, monkeypatch):
+    ex = Counting()
+    g = study.grid(base, {"depth": [{}]}, [0], runs=tmp_path, executor=ex)
+    res = g.compute(progress=False).results()
+    assert len(ex.submitted) == 1 and set(res["method"]) == {"gradcam", "prior"}
+    assert (res["run_id"] == g.runs()[0].run_id).all()
+    g.compute(progress=False)
+    assert len(ex.submitted) == 1  # in the cache: nothing submitted
+
+    def boom(*a, **k):
+        raise AssertionError("trained again")
+    monkeypatch.setattr("thesislib.train.train", boom)
+    layered = g.layer_results(["layer3"], ["gradcam"], progress=False)  # another evaluation, the same model
+    assert len(ex.submitted) == 2 and set(layered["layer"]) == {"layer3"}
+    assert not g.histories().empty and set(g.images()["method"]) == {"gradcam", "prior"}
+
+
+def test_notebook_results_shows_the_grid_and_its_health_and_returns_results_and_aggregate(base, tmp_path, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    g = study.grid(base, {"depth": [{}]}, [0], runs=tmp_path, executor="inline")
+    results, ours = study.notebook_results(g)
+    assert "**Runs:** 1 distinct" in shown[0].data
+    assert len(shown) == 2 and shown[1].data == tables.run_health(results).data
+    pd.testing.assert_frame_equal(results, g.results())
+    pd.testing.assert_frame_equal(ours, tables.aggregate(results))
+
+
+def test_each_name_has_one_meaning():
+    """The grid module is not hidden by the function that makes grids; compute, results and
+    describe mean one thing each (no study.run, study.execute or study.describe beside them)."""
+    import thesislib.study.grids as grids
+
+    assert study.grid is grids.grid and callable(study.grid)
+    assert importlib.util.find_spec("thesislib.study.grid") is None
+    for gone in ("run", "execute", "describe", "results", "find_run", "with_evaluation"):
+        assert not hasattr(study, gone), gone
+    assert R.compute_one.__name__ == "compute_one" and callable(study.Grid.describe)
