@@ -10,6 +10,8 @@ nbconvert and ipykernel (`make report PARAMS=params/gpu`). pip resolves both set
 so torch and its CUDA libraries are never fetched; `--skip` leaves out what the target already has
 (e.g. `--skip opencv-python-headless,scikit-learn`, 60 MB of the folder's 85, on an image that has both)
 (grad-cam, a source archive on PyPI, is built into a pure-Python wheel without its dependencies). Needs PyPI; prints the folder's total size.
+numba (in pyproject.toml) is not fetched: thesislib.metrics compiles its CPU kernels with it where it
+imports and runs its torch code, with the same values, where it does not (CUDA tensors always do).
 """
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -20,19 +22,110 @@ def _soft_maps(n: int, seed: int, dtype) -> torch.Tensor:
     return x
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def path(request, monkeypatch):
+    """Run a test on the compiled CPU kernels (numba) and again on the torch code."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    monkeypatch.setattr(M, "USE_NUMBA", request.param == "compiled")
+    assert M._compiled(torch.zeros(1, 1, 1)) == (request.param == "compiled")
+    return request.param
+
+
+def _hard_maps(dtype) -> tuple[torch.Tensor, list[bool]]:
+    """Maps whose bins are hardest to get right, and whether numpy.histogram rejects each (range too
+    small for 256 bins): values on numpy's own bin edges and one ULP beside them, over several
+    ranges (in the last two, numpy's -1 and +1 corrections of the computed bin both fire, in float32
+    and in float64); a range of a few ULPs; -0.0 beside 0.0; constant maps of either zero."""
+    dt = np.float32 if dtype == torch.float32 else np.float64
+    rng = np.random.default_rng(0)
+    maps, rejected = [], []
+    for lo, hi in ((0.0, 1.0), (-3.7, 12.1), (1e-3, 1e-3 + 1e-5), (-1.0, 0.0),
+                   (3.132702350616455, 33.09212875366211), (1.4971968329330378, 10.694102550453369)):
+        edges = np.linspace(dt(lo), dt(hi), 257, dtype=dt)  # numpy.histogram's edges for this range
+        near = np.concatenate([edges, np.nextafter(edges, dt(-np.inf)), np.nextafter(edges, dt(np.inf))])
+        m = rng.choice(np.clip(near, edges[0], edges[-1]), 24 * 24)
+        m[:2] = edges[0], edges[-1]
+        maps.append(m)
+        rejected.append(False)
+    maps.append(dt(0.5) + rng.integers(0, 100, 24 * 24).astype(dt) * np.spacing(dt(0.5)))  # a few ULPs
+    rejected.append(True)
+    maps.append(rng.choice(np.array([-0.0, 0.0, 1.0], dt), 24 * 24))
+    rejected.append(False)
+    for zeros in ([0.0, -0.0], [-0.0], [0.0]):
+        maps.append(rng.choice(np.array(zeros, dt), 24 * 24))
+        rejected.append(False)
+    return torch.from_numpy(np.stack(maps).reshape(-1, 24, 24)), rejected
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_otsu_masks_identical_to_scikit_image(dtype):
-    maps = _soft_maps(200, seed=0, dtype=dtype)
+def test_otsu_masks_identical_to_scikit_image(dtype, path):
+    hard, rejected = _hard_maps(dtype)
+    maps = torch.cat([_soft_maps(200, seed=0, dtype=dtype), hard])
+    rejected = [False] * 200 + rejected
     t = M.otsu_threshold(maps)
     ours = M.binarize(maps)
+    assert t.dtype == dtype and ours.dtype == torch.bool
     for i in range(len(maps)):
+        if rejected[i]:
+            with pytest.raises(ValueError, match="Too many bins"):
+                threshold_otsu(maps[i].numpy())
+            assert float(t[i]) == float(maps[i].max()) and not ours[i].any()  # the maximum: empty foreground
+            continue
         ref = threshold_otsu(maps[i].numpy())
-        assert float(t[i]) == float(ref)
-        assert np.array_equal(ours[i].numpy(), maps[i].numpy() > ref)
-    assert M.is_empty(ours[-1:]).item()  # a constant map has no foreground
+        assert float(t[i]) == float(ref), i
+        assert np.array_equal(ours[i].numpy(), maps[i].numpy() > ref), i
+    assert M.is_empty(ours[199:200]).item()  # a constant map has no foreground
 
 
-def test_otsu_on_synthetic_expert_maps(split):
+def test_compiled_and_torch_code_give_the_same_values(monkeypatch):
+    pytest.importorskip("numba")
+    for dtype in (torch.float32, torch.float64):
+        maps = torch.cat([_soft_maps(64, seed=1, dtype=dtype), _hard_maps(dtype)[0]])
+        maps[5, 3, 3], maps[6, 0, 1], maps[7, 4, 4] = float("nan"), float("inf"), -float("inf")
+        expert = maps.roll(1, 0)
+        runs = []
+        for compiled in (True, False):
+            monkeypatch.setattr(M, "USE_NUMBA", compiled)
+            a, b = M.binarize(maps), M.binarize(expert)
+            runs.append(dict(t=M.otsu_threshold(maps), nbins=M.otsu_threshold(maps, nbins=7), a=a, b=b,
+                             boxes=M.boxes(a), area=M.iou_area(a, b), bbox=M.iou_bbox(a, b),
+                             together=M.otsu_ious(maps, expert)))
+        for key, value in runs[0].items():
+            torch.testing.assert_close(value, runs[1][key], rtol=0, atol=0, equal_nan=True, msg=f"{dtype} {key}")
+
+
+def test_otsu_ious_is_the_masks_metrics_in_one_call(path):
+    for dtype in (torch.float32, torch.float64):
+        heat = torch.cat([_soft_maps(40, seed=3, dtype=dtype), _hard_maps(dtype)[0]])
+        heat[2, 1, 1] = float("nan")
+        expert = heat.roll(5, 0)
+        h, m = M.binarize(heat), M.binarize(expert)
+        want = {"iou_area": M.iou_area(h, m), "iou_bbox": M.iou_bbox(h, m), "heatmap_empty": M.is_empty(h),
+                "map_empty": M.is_empty(m)}
+        got = M.otsu_ious(heat, expert)
+        assert list(got) == list(want)
+        assert all(torch.equal(got[k], want[k]) for k in want), dtype
+        assert got["heatmap_empty"].any() and got["map_empty"].any() and (got["iou_bbox"] > got["iou_area"]).any()
+    mixed = M.otsu_ious(heat.float(), expert)  # each map binarised in its own dtype
+    assert torch.equal(mixed["iou_area"], M.iou_area(M.binarize(heat.float()), m))
+    with pytest.raises(ValueError, match=r"otsu_ious: expert: expected the shape .* found \(51, 24, 5\)"):
+        M.otsu_ious(heat, expert[:, :, :5])
+
+
+def test_otsu_of_a_map_with_nan_or_inf_is_nan(path):
+    x = torch.rand(5, 6, 6, generator=torch.Generator().manual_seed(0))
+    x[0, 1, 1], x[1, 2, 2], x[2, 0, 0] = float("nan"), float("inf"), -float("inf")
+    x[3] = float("inf")  # constant: its value, as scikit-image
+    t = M.otsu_threshold(x)
+    assert t[:3].isnan().all() and t[3] == float("inf") and t[4] == threshold_otsu(x[4].numpy())
+    assert M.is_empty(M.binarize(x))[:4].all()  # x > NaN holds nowhere
+    for i in range(3):
+        with pytest.raises(ValueError, match="not finite"):
+            threshold_otsu(x[i].numpy())
+
+
+def test_otsu_on_synthetic_expert_maps(split, path):
     _, _, maps = split.test.batch()
     masks = M.binarize(maps)
     for i in range(len(maps)):
@@ -41,9 +134,26 @@ def test_otsu_on_synthetic_expert_maps(split):
     assert (share > 0.01).all() and (share < 0.4).all()  # a compact region, not the whole photo
 
 
-def test_otsu_rejects_integer_maps():
+def test_otsu_rejects_integer_maps_and_bad_arguments():
     with pytest.raises(TypeError, match="floating"):
         M.otsu_threshold(torch.zeros(1, 4, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"nbins: expected an int >= 2, found 1"):
+        M.otsu_threshold(torch.rand(1, 4, 4), nbins=1)
+    with pytest.raises(ValueError, match=r"at least one pixel, found shape \(2, 0, 4\)"):
+        M.binarize(torch.rand(2, 0, 4))
+
+
+def test_without_numba_the_torch_code_runs(monkeypatch):
+    """A machine without numba (a GPU image may lack it) gets the torch code, with the same values."""
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    M._numba_ready.cache_clear()
+    try:
+        assert not M._compiled(torch.zeros(1, 1, 1))
+        maps = _soft_maps(16, seed=2, dtype=torch.float32)
+        ref = torch.tensor([threshold_otsu(m.numpy()) for m in maps])
+        assert torch.equal(M.binarize(maps), maps > ref[:, None, None])
+    finally:
+        M._numba_ready.cache_clear()
 
 
 def _two_masks():
@@ -54,13 +164,13 @@ def _two_masks():
     return a, b
 
 
-def test_iou_area_hand_case():
+def test_iou_area_hand_case(path):
     a, b = _two_masks()
     assert M.iou_area(a, b).item() == pytest.approx(4 / 12)  # 1/3
     assert M.iou_area(a, a).item() == 1.0
 
 
-def test_boxes_and_box_iou_hand_case_and_torchvision():
+def test_boxes_and_box_iou_hand_case_and_torchvision(path):
     a, b = _two_masks()
     assert M.boxes(a).tolist() == [[0, 0, 2, 4]] and M.boxes(b).tolist() == [[1, 0, 3, 4]]
     assert M.iou_bbox(a, b).item() == pytest.approx(1 / 3)
@@ -76,7 +186,7 @@ def test_boxes_and_box_iou_hand_case_and_torchvision():
     assert torch.allclose(M.iou_bbox(masks, other), expected)
 
 
-def test_empty_foreground_scores_zero_not_nan():
+def test_empty_foreground_scores_zero_not_nan(path):
     empty = torch.zeros(2, 4, 4, dtype=torch.bool)
     full = torch.ones(2, 4, 4, dtype=torch.bool)
     for f in (M.iou_area, M.iou_bbox):

@@ -198,11 +198,11 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
             y_conf = M.target_confidence(model, x, targets)  # Y does not depend on the map
             dups.update({m: heat[m] for m in methods if m in heat})
             for method, h in heat.items():
-                mask = M.binarize(h)
+                otsu = M.otsu_ious(h, maps)  # both Otsu masks' IoU (A), IoU (BB) and emptiness, in one call
                 o_conf = M.masked_confidence(model, x, h, targets, convention="tensor")
                 o_black = M.masked_confidence(model, x, h, targets, convention="black")
                 cols = dict(
-                    iou_area=M.iou_area(mask, expert), iou_bbox=M.iou_bbox(mask, expert),
+                    iou_area=otsu["iou_area"], iou_bbox=otsu["iou_bbox"],
                     pointing_game=M.pointing_game(h, expert).float(),
                     relevance_mass=M.relevance_mass(h, expert),
                     average_drop=M.average_drop(y_conf, o_conf),
@@ -210,7 +210,7 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
                     average_drop_black=M.average_drop(y_conf, o_black),
                     increase_in_confidence_black=M.increase_in_confidence(y_conf, o_black),
                     drop_in_confidence=M.drop_in_confidence(y_conf, o_conf),
-                    heatmap_empty=M.is_empty(mask), map_empty=expert_empty,
+                    heatmap_empty=otsu["heatmap_empty"], map_empty=expert_empty,
                     heatmap_constant=h.flatten(1).amax(1) == 0,
                 )
                 if deletion_steps:

@@ -17,6 +17,8 @@ never NaN; callers flag them with `is_empty`.
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +28,7 @@ from torch import nn
 
 __all__ = [
     "Metric", "REGISTRY", "registered", "KINDS",
-    "otsu_threshold", "binarize", "is_empty", "iou_area", "boxes", "box_iou", "iou_bbox",
+    "otsu_threshold", "binarize", "is_empty", "iou_area", "boxes", "box_iou", "iou_bbox", "otsu_ious",
     "pointing_game", "relevance_mass", "CONVENTIONS", "masked_inputs", "target_confidence",
     "masked_confidence", "confidences", "average_drop", "drop_in_confidence",
     "increase_in_confidence", "deletion_insertion", "accuracy", "roc_auc", "f1_score",
@@ -133,22 +135,43 @@ def otsu_threshold(x: torch.Tensor, nbins: int = 256) -> torch.Tensor:
     (numpy's histogram edges and bin assignment, in the input's precision), bin centres,
     scikit-image's float32 counts, the first maximum of the between-class variance. A constant
     map returns its value (so no pixel is foreground). Where scikit-image would raise because the
-    range is too small for `nbins` distinct bins, this returns the maximum (empty foreground).
+    range is too small for `nbins` distinct bins, this returns the maximum (empty foreground); where
+    it would raise because a map holds NaN or an infinite value, NaN (empty foreground too).
+
+    float32 and float64 maps on the CPU go through compiled kernels (numba, see `USE_NUMBA`),
+    other maps through torch; both give the same values.
 
     Args:
         x: floating [N, H, W].
+        nbins: int >= 2.
     Returns:
         [N] thresholds, dtype of x; the foreground is x > threshold.
     """
-    _check_maps("otsu_threshold: x", x)
-    if not x.is_floating_point():
-        raise TypeError(f"otsu_threshold: x: expected a floating-point tensor, found {x.dtype} "
-                        "(convert integer maps first, e.g. x.float() / 255)")
+    _check_otsu_input("otsu_threshold: x", x, nbins)
     if not len(x):
         return x.new_empty(0)
+    if _compiled(x, nbins):
+        return _otsu_compiled(x, nbins, masks=False)[0]
+    return _otsu_torch(x, nbins)
+
+
+def _check_otsu_input(name: str, x: torch.Tensor, nbins: int, like: torch.Tensor | None = None) -> None:
+    """name: the function and argument, e.g. "binarize: x"."""
+    _check_maps(name, x, like)
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, found {x.dtype} "
+                        "(convert integer maps first, e.g. x.float() / 255)")
+    if x.shape[1] * x.shape[2] == 0:
+        raise ValueError(f"{name}: expected maps of at least one pixel, found shape {tuple(x.shape)}")
+    if isinstance(nbins, bool) or not isinstance(nbins, (int, np.integer)) or nbins < 2:
+        raise ValueError(f"{name.split(':')[0]}: nbins: expected an int >= 2, found {nbins!r}")
+
+
+def _otsu_torch(x: torch.Tensor, nbins: int) -> torch.Tensor:
+    """`otsu_threshold` in torch operations (any device and floating dtype)."""
     # histograms in chunks of maps that stay in the CPU's cache (the values do not depend on it)
     parts = [_histogram(c, nbins) for c in x.split(_OTSU_CHUNK)]
-    counts, edges, degenerate, hi = (torch.cat(p) for p in zip(*parts))
+    counts, edges, degenerate, lo, hi = (torch.cat(p) for p in zip(*parts))
     dt = x.dtype
     centers = (edges[:, :-1] + edges[:, 1:]) / 2.0
     weighted = counts.to(torch.promote_types(torch.float32, dt)) * centers
@@ -162,7 +185,9 @@ def otsu_threshold(x: torch.Tensor, nbins: int = 256) -> torch.Tensor:
     variance = (w1[:, :-1] * w2[:, 1:]) * (diff * diff)
     best = torch.argmax(variance, dim=1)
     threshold = centers.gather(1, best[:, None])[:, 0].to(dt)
-    return torch.where(degenerate, hi, threshold)
+    threshold = torch.where(degenerate, hi, threshold)
+    nonfinite = (lo != hi) & ~(torch.isfinite(lo) & torch.isfinite(hi))  # amin/amax propagate NaN
+    return torch.where(nonfinite, torch.full_like(hi, float("nan")), threshold)
 
 
 _OTSU_CHUNK = 64
@@ -170,7 +195,7 @@ _OTSU_CHUNK = 64
 
 def _histogram(x: torch.Tensor, nbins: int) -> tuple[torch.Tensor, ...]:
     """numpy.histogram(x[i], nbins) of a few maps: (float32 counts [n, nbins], edges [n, nbins + 1],
-    degenerate [n] (range too small for distinct bins), max [n])."""
+    degenerate [n] (range too small for distinct bins), min [n], max [n])."""
     n = x.shape[0]
     flat = x.reshape(n, -1)
     dt = x.dtype
@@ -200,11 +225,14 @@ def _histogram(x: torch.Tensor, nbins: int) -> tuple[torch.Tensor, ...]:
     idx += torch.arange(0, n * nbins, nbins, device=x.device, dtype=torch.int32)[:, None]
     counts = torch.bincount(idx.flatten(), minlength=n * nbins).view(n, nbins)
     counts = counts.to(torch.float32)  # scikit-image casts the histogram to float32
-    return counts, edges, degenerate, hi
+    return counts, edges, degenerate, lo, hi
 
 
 def binarize(x: torch.Tensor) -> torch.Tensor:
     """Otsu foreground: bool [N, H, W] = x > otsu_threshold(x)."""
+    _check_otsu_input("binarize: x", x, 256)
+    if len(x) and _compiled(x):
+        return _otsu_compiled(x, 256, masks=True)[1]
     return x > otsu_threshold(x)[:, None, None]
 
 
@@ -239,7 +267,16 @@ def iou_area(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     _check_maps("iou_area: a", a)
     _check_maps("iou_area: b", b, like=a)
     a, b = a.flatten(1).bool(), b.flatten(1).bool()
-    inter, union = _count(a & b).float(), _count(a | b).float()
+    if _compiled(a) and b.device.type == "cpu":
+        inter, union = _mask_counts_compiled(a, b)
+    else:
+        inter, union = _count(a & b), _count(a | b)
+    return _area_ratio(inter, union)
+
+
+def _area_ratio(inter: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
+    """float32 [N]: inter / union of pixel counts (int64 [N]), 0 where union is 0."""
+    inter, union = inter.float(), union.float()
     return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(union))
 
 
@@ -256,6 +293,10 @@ def boxes(mask: torch.Tensor) -> torch.Tensor:
     """
     _check_maps("boxes: mask", mask)
     mask = mask.bool()
+    if _compiled(mask):
+        out = np.empty((len(mask), 4), np.int64)
+        _mask_boxes(_as_uint8(mask), out)
+        return torch.from_numpy(out)
     rows, cols = _any(mask, 2), _any(mask, 1)  # [N, H], [N, W]
     h, w = mask.shape[1:]
 
@@ -297,10 +338,306 @@ def iou_bbox(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         float32 [N].
     """
     _check_maps("iou_bbox: b", b, like=a)
-    ba, bb = boxes(a), boxes(b)
+    return _box_ratio(boxes(a), boxes(b))
+
+
+def _box_ratio(ba: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
+    """float32 [N]: box_iou of the masks' boxes (int64 [N, 4]), 0 where either mask is empty."""
     iou = box_iou(ba, bb)
     empty = (ba[:, 2] == 0) | (bb[:, 2] == 0)  # an empty mask has the box (0, 0, 0, 0), any other x1 >= 1
     return torch.where(empty, torch.zeros_like(iou), iou)
+
+
+def otsu_ious(heatmap: torch.Tensor, expert: torch.Tensor) -> dict[str, torch.Tensor]:
+    """IoU (A) and IoU (BB) of Otsu foregrounds in one call: with H = binarize(heatmap) and
+    M = binarize(expert), iou_area(H, M), iou_bbox(H, M), is_empty(H) and is_empty(M), bit for bit.
+
+    On the CPU (compiled kernels, maps of one dtype) each pair of maps is read from memory once:
+    both thresholds, the intersection, the union and both boxes come from passes over the pair
+    while it is in the CPU's cache, and no mask is stored.
+
+    Args:
+        heatmap, expert: floating [N, H, W], the same shape.
+    Returns:
+        "iou_area", "iou_bbox": float32 [N]; "heatmap_empty", "map_empty": bool [N], no Otsu foreground.
+    """
+    _check_otsu_input("otsu_ious: heatmap", heatmap, 256)
+    _check_otsu_input("otsu_ious: expert", expert, 256, like=heatmap)
+    if not (len(heatmap) and heatmap.dtype == expert.dtype and _compiled(heatmap) and _compiled(expert)):
+        h, m = binarize(heatmap), binarize(expert)
+        return {"iou_area": iou_area(h, m), "iou_bbox": iou_bbox(h, m), "heatmap_empty": is_empty(h),
+                "map_empty": is_empty(m)}
+    a, b = _rows(heatmap), _rows(expert)
+    bits = a.view(np.int32 if a.itemsize == 4 else np.int64)
+    thresholds, stats = np.empty((len(a), 2), a.dtype), np.empty((len(a), 10), np.int64)
+    _otsu_pairs(a, bits, b, b.view(bits.dtype), 8 * a.itemsize - 1, 256, a.dtype.type(256), heatmap.shape[2],
+                thresholds, stats)
+    stats = torch.from_numpy(stats)
+    box_h, box_m = stats[:, 2:6], stats[:, 6:10]
+    return {"iou_area": _area_ratio(stats[:, 0], stats[:, 1]), "iou_bbox": _box_ratio(box_h, box_m),
+            "heatmap_empty": box_h[:, 2] == 0, "map_empty": box_m[:, 2] == 0}
+
+
+# -- compiled CPU kernels (numba) -----------------------------------------------------------------
+# The functions from `_workspace` to `_mask_boxes` are written in the subset of Python numba
+# compiles; `_numba_ready` compiles them on first use (the machine code is cached on disk beside
+# this file). They compute what the torch code above computes, bit for bit, where torch needs about
+# twenty passes over each map: one pass for the map's range, one for its bins, one over the bins
+# for the histogram, and one for its mask (or, in `otsu_ious`, for both masks' counts and boxes),
+# while the map is in the CPU's cache. No fastmath: each float operation rounds as numpy's does, in
+# the map's own dtype (float32 arithmetic stays float32), and no multiply-add is fused.
+
+USE_NUMBA = True
+"""Use the compiled kernels for CPU maps where numba imports; False: torch and numpy only (the
+same values; tests run both paths)."""
+
+_KERNELS = ("_workspace", "_key_range", "_bin_indices", "_bin_counts", "_map_threshold", "_otsu_rows",
+            "_box_of", "_pair_stats", "_otsu_pairs", "_mask_counts", "_mask_boxes")
+_MAX_COMPILED_BINS = 2 ** 24  # bin indices pass through float32 in the kernels, exact up to here
+_NUMBA_LOCK = threading.Lock()
+
+
+@functools.cache
+def _numba_ready() -> bool:
+    """Replace the kernels by numba's compiled versions (once); False where numba does not import
+    (e.g. a GPU image without it: the torch code then runs)."""
+    try:
+        import numba
+    except ImportError:
+        return False
+    # error_model="numpy": IEEE division, no ZeroDivisionError checks (which would stop vectorisation)
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+    with _NUMBA_LOCK:  # functools.cache alone may run this in two threads at once
+        scope = globals()
+        for name in _KERNELS:
+            if not hasattr(scope[name], "py_func"):  # not compiled yet
+                scope[name] = jit(scope[name])
+    return True
+
+
+def _compiled(x: torch.Tensor, nbins: int = 256) -> bool:
+    """Whether x (float32/float64 maps or bool masks on the CPU) goes through the compiled kernels."""
+    return (USE_NUMBA and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64, torch.bool)
+            and nbins <= _MAX_COMPILED_BINS and _numba_ready())
+
+
+def _rows(x: torch.Tensor) -> np.ndarray:
+    """CPU maps [N, H, W] as a C-contiguous array [N, H * W] (no copy if already contiguous)."""
+    return x.detach().reshape(len(x), -1).contiguous().numpy()
+
+
+def _otsu_compiled(x: torch.Tensor, nbins: int, masks: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(thresholds [N], x > thresholds as bool [N, H, W] if masks else None) of CPU float32/float64 maps."""
+    flat = _rows(x)
+    thresholds = np.empty(len(flat), flat.dtype)
+    out = np.empty(flat.shape if masks else (0, 0), np.bool_)
+    _otsu_rows(flat, flat.view(np.int32 if flat.itemsize == 4 else np.int64), 8 * flat.itemsize - 1, nbins,
+               flat.dtype.type(nbins), thresholds, out.view(np.uint8))
+    return torch.from_numpy(thresholds), torch.from_numpy(out).view(x.shape) if masks else None
+
+
+def _as_uint8(mask: torch.Tensor) -> np.ndarray:
+    """A CPU bool tensor's bytes as a C-contiguous uint8 array (no copy if already contiguous)."""
+    return mask.detach().contiguous().numpy().view(np.uint8)
+
+
+def _mask_counts_compiled(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(|a and b|, |a or b|), int64 [N] each, of CPU bool masks [N, P]."""
+    inter, union = np.empty(len(a), np.int64), np.empty(len(a), np.int64)
+    _mask_counts(_as_uint8(a), _as_uint8(b), inter, union)
+    return torch.from_numpy(inter), torch.from_numpy(union)
+
+
+def _workspace(x, bits, nb):
+    """Scratch arrays of `_map_threshold` for maps like the rows of x [N, P] (bits: x viewed as
+    integers) and nb bins: the range's two values (as floats, and the same memory as integers),
+    bin indices, four partial histograms, edges, counts, centres, upper weights and means."""
+    pair = np.empty(2, x.dtype)
+    return (pair, pair.view(bits.dtype), np.empty(x.shape[1], np.int32), np.empty((4, nb), np.int32),
+            np.empty(nb + 1, x.dtype), np.empty(nb, np.float32), np.empty(nb, x.dtype), np.empty(nb, np.float32),
+            np.empty(nb, x.dtype))
+
+
+def _key_range(bits, shift):
+    """The bit patterns of the smallest and largest value of a map, given as integers `bits` (its
+    floats' bit patterns; shift: their width - 1). Each pattern maps to a key that orders like the
+    floats (NaN beyond -inf and +inf): integer min and max vectorise, float ones do not."""
+    low = (1 << shift) - 1
+    lo = hi = bits[0] ^ ((bits[0] >> shift) & low)
+    for i in range(bits.shape[0]):
+        key = bits[i] ^ ((bits[i] >> shift) & low)
+        lo = min(lo, key)
+        hi = max(hi, key)
+    return lo ^ ((lo >> shift) & low), hi ^ ((hi >> shift) & low)  # the mapping is its own inverse
+
+
+def _bin_indices(v, lo, denom, step, nbf, idx):
+    """numpy.histogram's bin of each value of v (finite, in [lo, lo + denom]) into idx (int32):
+    (v - lo) / denom * nbins truncated, then its +-1 corrections against the edges i * step + lo (two
+    roundings, as numpy.linspace), all in v's dtype (nbf: nbins in it). Never below 0: edge 0 is lo."""
+    one = nbf / nbf
+    last = nbf - one
+    for i in range(v.shape[0]):
+        x = v[i]
+        j = min(np.float32(np.int32((x - lo) / denom * nbf)), last)  # the maximum lands in the last bin
+        j = j - one if x < j * step + lo else (j + one if x >= (j + one) * step + lo else j)
+        idx[i] = np.int32(min(j, last))
+
+
+def _bin_counts(idx, sub, counts):
+    """counts (float32, as scikit-image casts them) of the bin indices idx; sub: int32 [4, nbins],
+    four partial histograms so that consecutive increments of one bin do not wait on each other."""
+    sub[:] = 0
+    n = idx.shape[0]
+    m = n - n % 4
+    for i in range(0, m, 4):
+        sub[0, idx[i]] += 1
+        sub[1, idx[i + 1]] += 1
+        sub[2, idx[i + 2]] += 1
+        sub[3, idx[i + 3]] += 1
+    for i in range(m, n):
+        sub[0, idx[i]] += 1
+    for b in range(counts.shape[0]):
+        counts[b] = np.float32(sub[0, b] + sub[1, b] + sub[2, b] + sub[3, b])
+
+
+def _map_threshold(v, bits, shift, nbf, work):
+    """scikit-image's threshold_otsu of one map v (bits: v viewed as integers; work: `_workspace`);
+    NaN where the map holds NaN or an infinite value and more than one value."""
+    pair, pair_bits, idx, sub, edges, counts, centers, w2, m2 = work
+    pair_bits[0], pair_bits[1] = _key_range(bits, shift)
+    lo, hi = pair[0], pair[1]
+    if lo == hi:
+        return hi
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return np.nan
+    nb = counts.shape[0]
+    denom = hi - lo
+    step = denom / nbf
+    for i in range(nb):  # numpy.linspace(lo, hi, nbins + 1)
+        edges[i] = np.float32(i) * step + lo
+    edges[nb] = hi
+    for i in range(nb):
+        if edges[i + 1] <= edges[i]:  # numpy.histogram: "Too many bins for data range"
+            return hi
+    _bin_indices(v, lo, denom, step, nbf, idx)
+    _bin_counts(idx, sub, counts)
+    two = (nbf / nbf) * 2
+    for i in range(nb):
+        centers[i] = (edges[i] + edges[i + 1]) / two
+    # numpy's sequential cumulative sums from the top: weight and mean of the bins i and above
+    w = counts[nb - 1]
+    s = counts[nb - 1] * centers[nb - 1]
+    w2[nb - 1], m2[nb - 1] = w, s / w
+    for i in range(nb - 2, -1, -1):
+        w += counts[i]
+        s += counts[i] * centers[i]
+        w2[i], m2[i] = w, s / w
+    # ... and from the bottom, with the between-class variance of each split and its first maximum
+    w = counts[0]
+    s = counts[0] * centers[0]
+    best, arg = -np.inf, 0
+    for i in range(nb - 1):
+        if i:
+            w += counts[i]
+            s += counts[i] * centers[i]
+        d = s / w - m2[i + 1]
+        variance = (w * w2[i + 1]) * (d * d)
+        if variance > best:
+            best, arg = variance, i
+    return centers[arg]
+
+
+def _otsu_rows(x, bits, shift, nb, nbf, thresholds, masks):
+    """Otsu's threshold of each row of x [N, P] (float32/float64; bits: x viewed as integers) into
+    thresholds [N]; where masks is uint8 [N, P] (not [0, 0]), also x > threshold into it."""
+    work = _workspace(x, bits, nb)
+    for r in range(x.shape[0]):
+        thresholds[r] = _map_threshold(x[r], bits[r], shift, nbf, work)
+        if masks.shape[0]:
+            t, v, m = thresholds[r], x[r], masks[r]
+            for i in range(v.shape[0]):
+                m[i] = v[i] > t
+
+
+def _box_of(cols, y0, y1, out):
+    """The box (x0, y0, x1, y1) into out [4] of a mask whose columns hold foreground where cols
+    (uint8 [W]) is set and whose rows do in [y0, y1); (0, 0, 0, 0) if y1 is 0 (empty)."""
+    out[:] = 0
+    if y1:
+        x0, x1 = 0, cols.shape[0]
+        while not cols[x0]:
+            x0 += 1
+        while not cols[x1 - 1]:
+            x1 -= 1
+        out[0], out[1], out[2], out[3] = x0, y0, x1, y1
+
+
+def _pair_stats(a, b, ta, tb, width, cols_a, cols_b, out):
+    """For maps a, b (rows of `width` pixels, flat) and thresholds ta, tb: out [10] = |A and B|,
+    |A or B|, the box of A, the box of B, with A = a > ta and B = b > tb; one pass, nothing stored."""
+    cols_a[:] = 0
+    cols_b[:] = 0
+    inter = union = 0
+    h = a.shape[0] // width
+    ya0, ya1, yb0, yb1 = h, 0, h, 0
+    for y in range(h):
+        row_a = row_b = 0
+        for c in range(width):
+            ma = np.uint8(a[y * width + c] > ta)
+            mb = np.uint8(b[y * width + c] > tb)
+            inter += ma & mb
+            union += ma | mb
+            cols_a[c] |= ma
+            cols_b[c] |= mb
+            row_a |= ma
+            row_b |= mb
+        if row_a:
+            ya0, ya1 = min(ya0, y), y + 1
+        if row_b:
+            yb0, yb1 = min(yb0, y), y + 1
+    out[0], out[1] = inter, union
+    _box_of(cols_a, ya0, ya1, out[2:6])
+    _box_of(cols_b, yb0, yb1, out[6:10])
+
+
+def _otsu_pairs(a, a_bits, b, b_bits, shift, nb, nbf, width, thresholds, stats):
+    """`otsu_ious` of the rows of a and b [N, P] (maps of `width` columns, one float dtype; *_bits:
+    viewed as integers): both thresholds into thresholds [N, 2], `_pair_stats` into stats [N, 10]."""
+    work = _workspace(a, a_bits, nb)
+    cols_a, cols_b = np.empty(width, np.uint8), np.empty(width, np.uint8)
+    for r in range(a.shape[0]):
+        thresholds[r, 0] = _map_threshold(a[r], a_bits[r], shift, nbf, work)
+        thresholds[r, 1] = _map_threshold(b[r], b_bits[r], shift, nbf, work)
+        _pair_stats(a[r], b[r], thresholds[r, 0], thresholds[r, 1], width, cols_a, cols_b, stats[r])
+
+
+def _mask_counts(a, b, inter, union):
+    """|a and b| and |a or b| of each row of the masks a, b (uint8 [N, P]) into inter, union [N]."""
+    for r in range(a.shape[0]):
+        both = either = 0
+        for i in range(a.shape[1]):
+            both += a[r, i] & b[r, i]
+            either += a[r, i] | b[r, i]
+        inter[r] = both
+        union[r] = either
+
+
+def _mask_boxes(mask, out):
+    """`boxes` of masks uint8 [N, H, W] into out int64 [N, 4]."""
+    n, h, w = mask.shape
+    cols = np.empty(w, np.uint8)
+    for r in range(n):
+        cols[:] = 0
+        y0, y1 = h, 0
+        for y in range(h):
+            row = 0
+            for c in range(w):
+                cols[c] |= mask[r, y, c]
+                row |= mask[r, y, c]
+            if row:
+                y0, y1 = min(y0, y), y + 1
+        _box_of(cols, y0, y1, out[r])
 
 
 def pointing_game(heatmap: torch.Tensor, mask: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
