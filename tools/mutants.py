@@ -68,10 +68,13 @@ MUTANTS: tuple[Mutant, ...] = (
            "out[method] = normalize_maps(_upsample(-_cam_from(head, feats, targets)",
            "explain_all()'s CAM uses the negated class activation map"),
     # metrics
+    Mutant("metrics-pair-foreground", "metrics", "thesislib/metrics.py",
+           "            ma = np.uint8(a[y * width + c] > ta)", "            ma = np.uint8(a[y * width + c] >= ta)",
+           "the compiled pair kernel takes the heatmap's threshold pixel as foreground"),
     Mutant("metrics-iou-union", "metrics", "thesislib/metrics.py",
-           "inter, union = _count(a & b).float(), _count(a | b).float()",
-           "inter, union = _count(a & b).float(), _count(b).float()",
-           "IoU (A) divides by the expert map's area instead of the union"),
+           "            union += ma | mb", "            union += mb",
+           "IoU (A) divides by the expert map's area instead of the union (the compiled pair kernel "
+           "that evaluate() uses on the CPU)"),
     Mutant("metrics-box-iou-union", "metrics", "thesislib/metrics.py",
            "union = area(a) + area(b) - inter", "union = area(a) + area(b)",
            "IoU (BB) counts the intersection twice in the union"),
