@@ -261,7 +261,7 @@ def for_grid(grid: "Grid", *, setting: str | None = None, family: str | None = N
     fam, sett = rows.table["family"].iloc[0], rows.table["setting"].iloc[0]
     frames = []
     for train_seed in (train_seeds if train_seeds is not None else rows.seeds):
-        run = grid.find(family=fam, setting=sett, seed=int(train_seed))
+        run = rows.find(family=fam, seed=int(train_seed))
         frames.append(for_run(run, methods, images=images, seeds=seeds, stages=stages).assign(
             family=fam, setting=sett, train_seed=int(train_seed), run_id=run.run_id))
     return pd.concat(frames, ignore_index=True)
