@@ -49,7 +49,10 @@ class Metric:
     label: how tables and figures name it. higher: True if higher is better. kind: one of KINDS.
     unit: of the table value ("%" for fractions x100). on_request: computed only when an
     evaluation asks for it (it costs extra forward passes or a sort per map), never while
-    tracking training.
+    tracking training. bounds: the range of the table value (intervals are kept inside it).
+    margin: the smallest difference, in the table's unit, that counts as an effect worth the name;
+    a verdict says "equivalent" where a difference is shown to lie within +-margin
+    (`thesislib.inference`).
     """
 
     name: str
@@ -58,6 +61,8 @@ class Metric:
     kind: str
     unit: str = "%"
     on_request: bool = False
+    bounds: tuple[float, float] = (0.0, 100.0)
+    margin: float = 2.0
 
     @property
     def arrow(self) -> str:
@@ -87,11 +92,11 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
     Metric("deletion_auc", "Deletion AUC", False, "faithfulness", on_request=True),
     Metric("insertion_auc", "Insertion AUC", True, "faithfulness", on_request=True),
     # (LeRF - MoRF) / 2 of the explained class's probability, as pytorch-grad-cam's ROADCombined
-    Metric("road", "ROAD", True, "faithfulness", on_request=True),
+    Metric("road", "ROAD", True, "faithfulness", on_request=True, bounds=(-50.0, 50.0)),
     # model-randomisation sanity check (thesislib.sanity): original vs randomised maps; lower is
     # better, as a map that depends on the model changes when the model does
-    Metric("spearman", "Rank correlation", False, "randomisation", unit=""),
-    Metric("ssim", "SSIM", False, "randomisation", unit=""),
+    Metric("spearman", "Rank correlation", False, "randomisation", unit="", bounds=(-1.0, 1.0), margin=0.1),
+    Metric("ssim", "SSIM", False, "randomisation", unit="", bounds=(-1.0, 1.0), margin=0.1),
     Metric("accuracy", "Acc", True, "classification"),
     Metric("roc_auc", "ROC AUC", True, "classification"),
     Metric("f1", "F1 score", True, "classification"),
