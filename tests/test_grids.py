@@ -1,6 +1,7 @@
 """The study API: a Grid holds its table, its runs folder and its executor; one name per meaning."""
 
 import importlib.util
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -100,3 +101,30 @@ def test_each_name_has_one_meaning():
     for gone in ("run", "execute", "describe", "results", "find_run", "with_evaluation"):
         assert not hasattr(study, gone), gone
     assert not hasattr(R, "execute") and study.compute_one is R.compute_one
+
+
+# each family's design: which settings share initial weights and batch order with the baseline for a seed
+PAIRED = {"weight_decay", "dropout", "batch_norm", "group_norm", "precode", "optimizer"}
+UNPAIRED = {"depth", "batch_size", "train_fraction", "shortcut"}
+
+
+@pytest.mark.parametrize("name", ["01_depth", "02_optimisation", "04_regularisation", "05_precode",
+                                  "07_optimizers", "08_dataset_size", "09_shortcut"])
+def test_the_pairing_of_every_family_follows_its_design(name, tmp_path):
+    from thesislib.study.runs import Run
+
+    p = study.load_params(Path(__file__).resolve().parents[1] / "params" / "default" / f"{name}.yaml")
+    g = study.grid(p["base"], p["experiments"], p["seeds"], runs=tmp_path)
+    for family, rows in g.table.groupby("family"):
+        if family == "epochs":  # one setting
+            continue
+        keys = {}
+        for r in rows.itertuples():  # the data's fingerprint stands in for its content
+            run = Run(r.config, tmp_path, str(r.config.data), tmp_path)
+            keys.setdefault(r.seed, {})[r.setting] = run.pairing
+        per_seed = [set(k.values()) for k in keys.values()]
+        assert len({k for ks in per_seed for k in ks}) == sum(len(ks) for ks in per_seed)  # seeds never pair
+        if family in PAIRED:
+            assert all(len(ks) == 1 for ks in per_seed), family
+        else:
+            assert family in UNPAIRED and all(len(ks) == len(rows["setting"].unique()) for ks in per_seed), family

@@ -32,7 +32,10 @@ def test_a_run_stores_everything_and_is_computed_once(cfg, tmp_path, monkeypatch
     assert set(summary["method"]) == {"cam", "gradcam", "prior", "ceiling"} and "iou_area" in summary
     assert {p.stem for p in run.eval_dir.glob("*.csv")} == {"cam", "gradcam", "prior", "ceiling", "summary"}
     done = run.summary()
-    assert {"majority_rate", "learned", "learned_margin", "val_pred_counts"} <= set(done)
+    assert {"majority_rate", "learned", "learned_margin", "val_pred_counts", "init_sha256"} <= set(done)
+    # the initial weights recorded are those the config gives: the pairing key needs no training
+    assert done["init_sha256"] == R.initial_fingerprint(cfg)
+    assert run.pairing == R.Run(cfg, run.data_root, run.fingerprint, tmp_path / "elsewhere").pairing
     assert isinstance(done["learned"], bool) and sum(done["val_pred_counts"]) == len(run.split().val)
     from thesislib.metrics import registered
     tracked = {f"track_{m.name}" for kind in ("localisation", "faithfulness") for m in registered(kind)

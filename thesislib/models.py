@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
-__all__ = ["ResNet", "Precode", "create_model", "list_models", "register_model", "cam_grid",
+__all__ = ["ResNet", "Precode", "create_model", "list_models", "register_model", "cam_grid", "init_fingerprint",
            "pooled_dim", "scaled_precode_k", "channels_last_ok", "NORMS", "STEMS", "THESIS_POOLED_DIM"]
 
 NORMS = ("none", "batch", "group")
@@ -189,7 +189,8 @@ class ResNet(nn.Module):
 
     Initialisation, the same for every norm: convolutions Kaiming-normal (fan out), norm layers
     weight 1 and bias 0, and the LAST convolution of every residual branch (BasicBlock.conv2,
-    Bottleneck.conv3) zero, so each block starts as the identity. The normalisation-free
+    Bottleneck.conv3) zero, so each block starts as the identity; PRECODE's bottleneck is drawn
+    after everything else, so its model shares every other initial weight with the baseline. The normalisation-free
     baseline needs this to train at all (Fixup, Zhang et al. 2019; SkipInit, De & Smith 2020:
     otherwise every branch adds its variance to the trunk and the logits of a deep net explode);
     it is applied to the BatchNorm and GroupNorm variants too, so that for the same seed a norm
@@ -227,7 +228,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         dim = planes[3] * block.expansion
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.precode = Precode(dim, scaled_precode_k(precode_k, dim), precode_beta, precode_sample) if precode_k else None
+        self.precode: Precode | None = None
         self.fc = nn.Linear(dim, num_classes)
 
         for m in self.modules():  # torchvision's initialisation
@@ -242,6 +243,10 @@ class ResNet(nn.Module):
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):
                     nn.init.zeros_(m.conv3.weight if isinstance(m, Bottleneck) else m.conv2.weight)
+        # PRECODE's bottleneck draws its weights last, so that for one seed every other weight
+        # equals the baseline's: a PRECODE comparison is paired by seed like every other one
+        if precode_k:
+            self.precode = Precode(dim, scaled_precode_k(precode_k, dim), precode_beta, precode_sample)
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
@@ -273,6 +278,24 @@ class ResNet(nn.Module):
         if self.precode is None or self.precode.kl is None:
             return 0.0
         return self.precode.beta * self.precode.kl
+
+
+def init_fingerprint(model: nn.Module) -> str:
+    """sha256 of the weights that settings compared by seed share at initialisation: every
+    convolution and linear layer (weights and biases) outside PRECODE's bottleneck. Norm layers
+    start constant (weight 1, bias 0) and dropout has no weights, so a dropout, BatchNorm,
+    GroupNorm, weight-decay, optimiser or PRECODE model has its baseline's fingerprint for the
+    same seed; another depth or width has another."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, module in model.named_modules():
+        if name.split(".")[0] == "precode" or not isinstance(module, (nn.Conv2d, nn.Linear)):
+            continue
+        for pname, p in module.named_parameters(recurse=False):
+            digest.update(f"{name}.{pname}{tuple(p.shape)}".encode())
+            digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @register_model

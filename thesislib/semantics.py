@@ -45,10 +45,10 @@ RECORDED: dict[str, Any] = {
     "modules": {
         "data": "1061c156587e746f",
         "synth": "33fb3e1e7345ace3",
-        "models": "32980f1d1310c173",
+        "models": "6be16845bda579eb",
         "train": "6d3f06712dfed830",
         "evaluation": "1c89008b364c983b",
-        "metrics": "7a4d78f322fae253",
+        "metrics": "ceb7bbd9e96d246a",
         "explain": "123a24789d716e48",
         "references": "dea12fcafff8bad2",
     },

@@ -125,6 +125,8 @@ class RunConfig:
             del out["groups"]
         if self.precode_k is None:
             del out["precode_beta"]
+        else:  # the bottleneck is drawn after the rest of the network (paired with the baseline by seed)
+            out["precode_init"] = "last"
         if self.penalty == "none":
             del out["penalty_lambda"]
         if not self.track_every:

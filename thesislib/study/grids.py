@@ -203,7 +203,8 @@ class Grid:
 
     def results(self, by: str | None = None) -> pd.DataFrame:
         """One row per table row x method (and reference map) of the runs computed so far: the
-        grid's columns, `learned`, and every column of the run's `summarize` (mean metrics and
+        grid's columns, `learned`, `pairing` (`Run.pairing`: runs of two settings with equal keys
+        are compared paired by seed), and every column of the run's `summarize` (mean metrics and
         classification in %, kind, same_as, ...).
 
         Args:
@@ -221,6 +222,7 @@ class Grid:
             for col in ("family", "setting", "seed", "run_id", "overrides"):
                 summary[col] = getattr(row, col)
             summary["learned"] = _learned(row.run)
+            summary["pairing"] = row.run.pairing
             summary["config"] = [row.config] * len(summary)
             frames.append(summary)
         if not frames:

@@ -25,6 +25,8 @@ run twice.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -47,8 +49,8 @@ from thesislib.atomic import atomic_write_text, ensure_writable, file_sha256
 from thesislib.study.config import RunConfig
 from thesislib.study.executors import ExecutorSpec, InlineExecutor, default_executor
 
-__all__ = ["Run", "RunError", "CheckpointError", "Outcome", "plan", "compute_one", "compute", "run_label", "distinct", "run_all", "InlineExecutor", "default_executor",
-           "git_commit"]
+__all__ = ["Run", "RunError", "CheckpointError", "Outcome", "plan", "compute_one", "compute", "run_label", "distinct",
+           "run_all", "InlineExecutor", "default_executor", "git_commit", "initial_fingerprint"]
 
 
 class CheckpointError(RuntimeError):
@@ -176,9 +178,38 @@ class Run:
         """The split's part this run is scored on (config.eval_split)."""
         return (split or self.split())[self.config.eval_split]
 
+    @property
+    def pairing(self) -> str:
+        """The key that pairs this run with another setting's run of the same seed: equal keys mean
+        the same initial weights (`thesislib.models.init_fingerprint`, as recorded in done.json)
+        and the same batch order (seed, batch size, training images, input size, labels). Two
+        settings are compared by a paired test where their runs' keys agree."""
+        recorded = self.summary().get("init_sha256") if (self.dir / "done.json").is_file() else None
+        init = recorded or initial_fingerprint(self.config)
+        c = self.config
+        order = dict(seed=c.seed, batch_size=c.batch_size, data=self.fingerprint, input_size=c.input_size,
+                     split=c.split, split_seed=c.split_seed, train_fraction=c.train_fraction,
+                     shuffle_labels=c.shuffle_labels, skip_corrupt=c.skip_corrupt)
+        return f"{init[:16]}-{_digest(order)}"
+
     def __repr__(self) -> str:
         state = "complete" if self.complete else "trained" if self.trained else "pending"
         return f"Run({self.run_id}, {state})"
+
+
+@functools.lru_cache(maxsize=256)
+def initial_fingerprint(config: RunConfig) -> str:
+    """`init_fingerprint` of the model `compute_one` creates for `config` (its seed, before
+    training), computed without touching the caller's random state."""
+    from thesislib.models import create_model, init_fingerprint
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return init_fingerprint(create_model(config.model_name, **config.model_kwargs()))
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def plan(configs: Iterable[RunConfig], runs_dir: str | os.PathLike | None = None) -> list[Run]:
@@ -254,7 +285,7 @@ def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | N
     """
     from thesislib.data import load_split
     from thesislib.evaluation import evaluate, summarize
-    from thesislib.models import create_model
+    from thesislib.models import create_model, init_fingerprint
     from thesislib.references import mean_expert_map
     from thesislib.train import default_device, learning_check, predict, seed_everything, train
 
@@ -288,6 +319,7 @@ def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | N
                          run_id=run.run_id), indent=1) + "\n")
                 seed_everything(cfg.seed)
                 model = create_model(cfg.model_name, **cfg.model_kwargs())
+                init_sha256 = init_fingerprint(model)
                 history = train(model, split.train, split.val, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                 lr=cfg.lr, optimizer=cfg.optimizer, penalty=cfg.penalty,
                                 penalty_lambda=cfg.penalty_lambda, seed=cfg.seed, device=device,
@@ -306,7 +338,7 @@ def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | N
                                best_val_acc=float(best["val_acc"]), train_seconds=meta["train_seconds"],
                                majority_rate=check["majority_rate"], learned=check["learned"],
                                learned_margin=check["margin"], val_pred_counts=check["pred_counts"],
-                               best_sha256=file_sha256(run.dir / "best.pt"))
+                               best_sha256=file_sha256(run.dir / "best.pt"), init_sha256=init_sha256)
                 atomic_write_text(run.dir / "done.json", json.dumps(summary, indent=1) + "\n")
             (run.dir / "last.pt").unlink(missing_ok=True)  # also when a kill came between done.json and here
             missing = run.missing_methods()
