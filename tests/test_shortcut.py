@@ -108,7 +108,7 @@ def test_what_catches_it_reads_each_metric_in_its_own_direction():
     verdicts = what_catches_it(long, clean="no cue", cue="cue 1", tested="cue on", method="Grad-CAM",
                                metrics=["accuracy", "iou_area", "average_drop", "marker_mass"]).frame
     got = dict(zip(verdicts.index, verdicts["shortcut model worse (95 %)"]))
-    assert got == {"↑ Acc": "no (the same)", "↑ IoU (A)": "yes", "↓ AD": "no (rates it better)",
+    assert got == {"↑ Acc": "no (equivalent)", "↑ IoU (A)": "yes", "↓ AD": "no (rates it better)",
                    "↓ Mass in the marker corner": "yes"}
     table = summary_table(long, ["marker_mass"], ["Grad-CAM"]).frame
     assert table.loc[("↓ Mass in the marker corner", "Grad-CAM"), ("cue 1", "cue on")].startswith("51.0 ± 1.0")

@@ -32,6 +32,8 @@ def test_wider_interval_for_fewer_models():
 
 def test_degenerate_input_gives_nan_not_an_error():
     assert np.isnan(correlation([1, 2], [3, 4])["pearson"])
+    three = correlation([1, 2, 3], [1, 3, 2])  # three models: a point estimate, nothing to judge it by
+    assert three["spearman"] == pytest.approx(0.5) and np.isnan(three["spearman_lo"]) and np.isnan(three["spearman_p"])
     assert np.isnan(correlation([1, 1, 1, 1], [1, 2, 3, 4])["spearman"])
 
 

@@ -293,18 +293,18 @@ def what_catches_it(long: pd.DataFrame, *, clean: str, cue: str, tested: str, me
                     metrics: Sequence[str]):
     """Which metric tells the shortcut model from the clean one on data with the cue, beyond seed noise.
 
-    For each metric, the claims' judge (`thesislib.claims.decide`: parametric bootstrap of the two
-    seed means, 95 %) on "the `cue` model is worse than the `clean` model", both tested on `tested`
-    ("worse" in the metric's own direction; for classification metrics `method` is ignored).
+    For each metric, Welch's t-test (`thesislib.inference.welch`; the two models learn from
+    different data, so nothing pairs them) of "the `cue` model is worse than the `clean` model",
+    both tested on `tested` ("worse" in the metric's own direction; for classification metrics
+    `method` is ignored), one-sided at 95 %.
 
     Returns:
         A `thesislib.tables.Table`: per metric the clean model's and the cue model's cells and the
         verdict ("yes": the metric catches the shortcut; "no (rates it better)" beyond the noise;
-        "no (the same)" where neither is worse in any draw, e.g. equal values without spread;
-        "inconclusive").
+        "no (equivalent)" where the two lie within the metric's margin; "inconclusive").
     """
     from thesislib import tables
-    from thesislib.claims import Leaf, decide
+    from thesislib.inference import ALPHA, welch
     from thesislib.metrics import REGISTRY
 
     rows = []
@@ -314,17 +314,22 @@ def what_catches_it(long: pd.DataFrame, *, clean: str, cue: str, tested: str, me
         a, b = pick[pick["trained"] == clean], pick[pick["trained"] == cue]
         if a.empty or b.empty:
             continue
-        ca, cb = (a["setting"].iloc[0], metric, meth), (b["setting"].iloc[0], metric, meth)
-        better, worse = (ca, cb) if _higher(metric) else (cb, ca)
-        verdict, _ = decide(Leaf((better, worse), lambda x: x[:, 0] > x[:, 1]), pick)
-        if verdict == "no":  # not worse: better beyond the noise, or the same (no spread at all)
-            reverse, _ = decide(Leaf((worse, better), lambda x: x[:, 0] > x[:, 1]), pick)
-            verdict = "no (rates it better)" if reverse == "yes" else "no (the same)"
+        ra, rb = a.iloc[0], b.iloc[0]
+        better_, worse = (ra, rb) if _higher(metric) else (rb, ra)
+        margin = REGISTRY[metric].margin if metric in REGISTRY else 2.0
+        try:
+            t = welch(better_["mean"], better_["std"], int(better_["n"]), worse["mean"], worse["std"], int(worse["n"]),
+                      margin)
+        except ValueError:
+            verdict = "inconclusive"
+        else:
+            verdict = ("yes" if t.p_greater <= ALPHA else "no (rates it better)" if t.p_less <= ALPHA
+                       else "no (equivalent)" if t.p_equivalent <= ALPHA else "inconclusive")
         fmt = lambda r: tables._fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
         rows.append({"metric": _label(metric), f"trained on: {clean}": fmt(a.iloc[0]),
                      f"trained on: {cue}": fmt(b.iloc[0]), "shortcut model worse (95 %)": verdict})
     frame = pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
-    return tables.Table(frame, [f"Both tested on \"{tested}\"; explainability metrics of {method}. Verdict: the "
-                                "claims' judge (parametric bootstrap of the seed means, 95 %) on \"the shortcut "
-                                "model is worse\": *yes*, the metric catches the shortcut; *no*, it rates the "
-                                "shortcut model better beyond the noise, or the same."])
+    return tables.Table(frame, [f"Both tested on \"{tested}\"; explainability metrics of {method}. Verdict: "
+                                "Welch's t-test, one-sided at 95 %, of \"the shortcut model is worse\": *yes*, the "
+                                "metric catches the shortcut; *no*, it rates the shortcut model better beyond the "
+                                "noise, or the two are equivalent within the metric's margin."])

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["correlation", "correlations", "spearman_rows"]
+__all__ = ["correlation", "correlations", "spearman_rows", "MIN_MODELS"]
+
+MIN_MODELS = 6  # fewer points: a bootstrap interval of a correlation means nothing (3 points give [-1, +1])
 
 
 def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,7 +44,8 @@ def correlation(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
 
     Returns:
         n, pearson, pearson_lo, pearson_hi, pearson_p, spearman, spearman_lo, spearman_hi,
-        spearman_p (NaN where fewer than 3 pairs or a constant variable).
+        spearman_p (NaN where fewer than 3 pairs or a constant variable; with fewer than MIN_MODELS
+        pairs the point estimates only: intervals and p-values NaN, such a correlation cannot be judged).
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -51,6 +54,10 @@ def correlation(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
     keys = ("pearson", "pearson_lo", "pearson_hi", "pearson_p", "spearman", "spearman_lo", "spearman_hi", "spearman_p")
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return {**out, **{k: float("nan") for k in keys}}
+    if len(x) < MIN_MODELS:  # a point estimate to show, nothing to judge it by
+        nan = float("nan")
+        return {**out, "pearson": float(stats.pearsonr(x, y).statistic), "spearman": float(stats.spearmanr(x, y).statistic),
+                **{k: nan for k in keys if k not in ("pearson", "spearman")}}
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), size=(n_boot, len(x)))
     xs, ys = x[idx], y[idx]

@@ -1,9 +1,8 @@
 """Tables of our results: seed summaries in long format, the thesis's tables with our numbers
 beside theirs, method tables with reference rows, and the helpers the notebooks call.
 
-The thesis's numbers live in `thesislib.thesis`, claims and verdicts in `thesislib.claims`; the
-names the notebooks used from here before the split are re-exported below. Labels, directions
-and kinds of metrics come from `thesislib.metrics.REGISTRY` only.
+The thesis's numbers live in `thesislib.thesis`, claims and verdicts in `thesislib.claims`.
+Labels, directions, units and ranges of metrics come from `thesislib.metrics.REGISTRY` only.
 """
 
 from __future__ import annotations
@@ -16,26 +15,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from thesislib.claims import (CLAIMS, METHOD_CLAIMS, Claim, claims_markdown, judge, judge_correlations,  # noqa: F401
-                              judge_methods, setting_correlation, verdict_counts, verdicts_markdown)
 from thesislib.metrics import REGISTRY, registered
 from thesislib.study.grids import FAMILIES
-from thesislib.thesis import THESIS_METHODS, reference, thesis_notes  # noqa: F401
+from thesislib.thesis import THESIS_METHODS, reference
 
 __all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS", "FLAG", "method_label",
            "method_kind", "expert_regions", "best_settings", "generalisation_gap", "model_points",
-           "correlation_table", "against_references", "references_summary", "run_health", "CLASS_NAMES", "conventions_table", "verdict_summary",
-           "ranking_agreement", "threshold_curve", "slice_conclusions",
-           # re-exported from thesislib.thesis and thesislib.claims
-           "reference", "thesis_notes", "THESIS_METHODS", "Claim", "CLAIMS", "METHOD_CLAIMS", "judge",
-           "judge_methods", "judge_correlations", "setting_correlation", "claims_markdown", "verdicts_markdown",
-           "verdict_counts"]
+           "correlation_table", "against_references", "references_summary", "run_health", "CLASS_NAMES",
+           "conventions_table", "verdict_summary", "ranking_agreement", "threshold_curve", "slice_conclusions",
+           "split_families"]
 
 TABLE_METRICS = ("iou_area", "iou_bbox", "average_drop", "increase_in_confidence")
 FLAG = "†"
 LEVEL = 0.95  # of the t-interval in every cell
 _LONG = ["family", "setting", "method", "metric", "mean", "std", "n", "lo", "hi", "n_flagged", "kind"]
-_FLAG_NOTE = (f"{FLAG} includes runs that never learned (validation accuracy at the majority-class rate): "
+_RULE = ("validation accuracy not above the majority-class rate by more than two binomial standard errors, "
+         "or one class predicted for every image")
+_FLAG_NOTE = (f"{FLAG} includes runs that never learned ({_RULE}): "
               "{n} of the runs averaged in this table.")
 
 
@@ -71,17 +67,42 @@ def _with_defaults(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _interval(mean: pd.Series, std: pd.Series, n: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """The LEVEL Student-t interval of a mean; NaN where n < 2."""
+def _interval(mean: pd.Series, std: pd.Series, n: pd.Series, metric=None) -> tuple[pd.Series, pd.Series]:
+    """The LEVEL Student-t interval of a mean, kept inside the metric's range (`Metric.bounds`: a
+    true mean lies inside it, so the clipped interval covers it as often); NaN where n < 2.
+
+    Args:
+        metric: a registry name, or a Series of them aligned with `mean` (None: no clipping).
+    """
     n = n.astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         half = sps.t.ppf(0.5 + LEVEL / 2, np.where(n > 1, n - 1, np.nan)) * std / np.sqrt(n)
-    return mean - half, mean + half
+    lo, hi = mean - half, mean + half
+    if metric is not None:
+        names = metric if isinstance(metric, pd.Series) else pd.Series(metric, index=mean.index)
+        bounds = names.map(lambda m: REGISTRY[m].bounds if m in REGISTRY else (-np.inf, np.inf))
+        lo = np.maximum(lo, bounds.map(lambda b: b[0]).astype(float))
+        hi = np.minimum(hi, bounds.map(lambda b: b[1]).astype(float))
+    return lo, hi
 
 
 # -- summaries ----------------------------------------------------------------------------------
 
 CLASS_NAMES = {0: "non-glaucoma", 1: "glaucoma"}
+
+
+def split_families(results: pd.DataFrame, by: str | None) -> pd.DataFrame:
+    """`grid.results(by=...)` rows with each family split per class ("<family>, predicted
+    glaucoma"; by="correct": "<family>, correctly classified" / "misclassified"); None: unchanged."""
+    if by is None:
+        return results
+    if by == "correct":
+        return results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, "
+                                      f"{'correctly classified' if bool(c) else 'misclassified'}"
+                                      for f, c in zip(results["family"], results[by])])
+    word = {"pred": "predicted", "label": "labelled"}.get(by, by)
+    return results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, {word} {CLASS_NAMES.get(c, c)}"
+                                  for f, c in zip(results["family"], results[by])])
 
 
 def aggregate(results: pd.DataFrame, *, learned_only: bool = False, by: str | None = None) -> pd.DataFrame:
@@ -105,14 +126,7 @@ def aggregate(results: pd.DataFrame, *, learned_only: bool = False, by: str | No
     results = _with_defaults(results)
     if learned_only:
         results = results[results["learned"].astype(bool)]
-    if by == "correct":
-        results = results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, "
-                                         f"{'correctly classified' if bool(c) else 'misclassified'}"
-                                         for f, c in zip(results["family"], results[by])])
-    elif by is not None:
-        word = {"pred": "predicted", "label": "labelled"}.get(by, by)
-        results = results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, {word} {CLASS_NAMES.get(c, c)}"
-                                         for f, c in zip(results["family"], results[by])])
+    results = split_families(results, by)
     per_image = [m.name for m in REGISTRY.values() if m.kind != "classification" and m.name in results.columns]
     classification = [m.name for m in registered("classification") if m.name in results.columns]
     keys = ["family", "setting", "seed"]
@@ -128,7 +142,7 @@ def aggregate(results: pd.DataFrame, *, learned_only: bool = False, by: str | No
     out["n_flagged"] = g["flagged"].sum().astype(int)
     out["kind"] = g["kind"].first()
     out = out.reset_index()
-    out["lo"], out["hi"] = _interval(out["mean"], out["std"], out["n"])
+    out["lo"], out["hi"] = _interval(out["mean"], out["std"], out["n"], out["metric"])
     return out[_LONG]
 
 
@@ -223,7 +237,7 @@ def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: S
         return _fmt(r.mean, r.std, r.n, getattr(r, "lo", math.nan), getattr(r, "hi", math.nan),
                     getattr(r, "n_flagged", 0))
 
-    ref_lo, ref_hi = _interval(ref["mean"], ref["std"], ref["n"])
+    ref_lo, ref_hi = _interval(ref["mean"], ref["std"], ref["n"], ref["metric"])
     mine_at, ref_at = lookup(mine), lookup(ref.assign(lo=ref_lo, hi=ref_hi))
     cols = {}
     for s in settings:
@@ -247,13 +261,16 @@ def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: S
 def _same_as(results: pd.DataFrame, labels: list[str], columns: list[str]) -> dict[str, str]:
     """Label -> label of an earlier method it duplicates.
 
-    From the evaluation's `same_as` column where present (a method key or label), else where
-    every per-run metric of two methods is equal (identical maps give identical metrics).
+    From the evaluation's `same_as` column where every run says the same (a method key or label),
+    else where every per-run metric of two methods is equal (identical maps give identical metrics).
     """
     out = {}
-    if "same_as" in results.columns:
-        for label, other in results.groupby("method_label", sort=False)["same_as"].first().items():
-            if isinstance(other, str) and other:
+    if "same_as" in results.columns:  # the evaluation's word, where it holds in every run
+        words = results["same_as"].astype(object).where(results["same_as"].notna(), "")
+        for label, others in words.groupby(results["method_label"], sort=False):
+            values = set(others.astype(str))
+            other = values.pop() if len(values) == 1 else ""
+            if other:
                 try:
                     out[label] = method_label(other)
                 except ValueError:
@@ -313,7 +330,7 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
         for m in present:
             v = g[m].dropna()
             n, mean, std = len(v), v.mean(), v.std()
-            lo, hi = _interval(pd.Series([mean]), pd.Series([std]), pd.Series([n]))
+            lo, hi = _interval(pd.Series([mean]), pd.Series([std]), pd.Series([n]), m)
             row[_metric_row(m)] = _fmt(mean, std, n, lo.iloc[0], hi.iloc[0], flagged)
         if "seconds_per_image" in g.columns:
             row["ms per image"] = round(float(g["seconds_per_image"].mean()) * 1000, 1)
@@ -421,7 +438,11 @@ def model_points(results: pd.DataFrame, method: str, *, learned_only: bool = Fal
     return out[out["learned"].astype(bool)].reset_index(drop=True) if learned_only else out
 
 
-def _ci(r, lo, hi) -> str:
+def _ci(r, lo, hi, n=None) -> str:
+    from thesislib.stats import MIN_MODELS
+
+    if n is not None and n < MIN_MODELS:
+        return f"cannot be judged ({n} models)"
     return "—" if pd.isna(r) else f"{r:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
@@ -429,8 +450,8 @@ def _corr_frame(corr: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "group": corr["group"], "explainability": corr["y"].map(lambda m: REGISTRY[m].label if m in REGISTRY else m),
         "models": corr["n"],
-        "Pearson r [95% CI]": [_ci(*v) for v in corr[["pearson", "pearson_lo", "pearson_hi"]].itertuples(index=False)],
-        "Spearman ρ [95% CI]": [_ci(*v) for v in corr[["spearman", "spearman_lo", "spearman_hi"]].itertuples(index=False)],
+        "Pearson r [95% CI]": [_ci(*v) for v in corr[["pearson", "pearson_lo", "pearson_hi", "n"]].itertuples(index=False)],
+        "Spearman ρ [95% CI]": [_ci(*v) for v in corr[["spearman", "spearman_lo", "spearman_hi", "n"]].itertuples(index=False)],
     })
     return out.set_index(["group", "explainability"])
 
@@ -450,69 +471,95 @@ def correlation_table(corr: pd.DataFrame, learned: pd.DataFrame | None = None) -
 
 # -- explainers against what a trivial and the best possible answer score ------------------------
 
-def against_references(ours: pd.DataFrame, metric: str | Sequence[str] = "iou_area", *,
-                       family: str | Sequence[str] | None = None, learned_only: bool = True) -> Table:
-    """Per family: the best explainer (over settings and methods) beside the data prior and the
-    ceiling on the same runs, and whether some explainer beats the prior beyond seed noise.
+STRONGEST_EXCLUDES = ("ceiling",)  # the ceiling is the best possible answer, not a trivial one
 
-    The verdict is the claims judge on "some explainer at some setting beats the prior of its own
-    runs" (one comparison per explainer x setting, Bonferroni-corrected), so picking the best of
-    many does not by itself make a winner.
+
+def against_references(results: pd.DataFrame, metric: str | Sequence[str] = "iou_area", *,
+                       family: str | Sequence[str] | None = None) -> Table:
+    """Per family: the best explainer (over settings and methods) beside the strongest trivial
+    reference map of the metric (the one with the best mean of prior, Gaussian, noise, Sobel, ...)
+    and the ceiling on the same runs, and whether some explainer beats that reference beyond the
+    seed noise.
+
+    The verdict is the claims' judge (`thesislib.claims`) on "some explainer at some setting beats
+    the strongest reference on its own runs": one comparison per explainer x setting, each paired
+    by run, Holm over them, so picking the best of many does not by itself make a winner; "no":
+    every explainer is worse (intersection-union); "equivalent": every one within the margin.
 
     Args:
-        ours: `aggregate` output (references present as kind "reference").
-        metric: a localisation metric of the registry.
+        results: `Grid.results()` rows (references present as kind "reference"); pass the runs
+            that learned (`references_summary` does).
+        metric: a metric of the registry, or several (one block each).
         family: restrict to these families.
-        learned_only: ignored here (pass `aggregate(results, learned_only=True)` to leave flagged
-            runs out); kept for symmetry with `best_settings`.
 
     Returns:
-        A `Table` with rows per family: best explainer, its value, prior, ceiling, share of the
-        ceiling reached, and "beats the prior" (yes / no / inconclusive).
+        A `Table` with rows per family (x metric): best explainer, its value, the strongest
+        reference and its value, the ceiling, the share of the ceiling reached, and the verdict.
     """
-    from thesislib.claims import Any, Cells, _greater, decide
-    from thesislib.references import LABELS as REF
+    from thesislib.claims import Claim, Evidence, judge_claim
 
     if not isinstance(metric, str):
-        parts = [against_references(ours, m, family=family) for m in metric]
-        frames = [p.frame.reset_index().assign(metric=f"{REGISTRY[m].arrow} {REGISTRY[m].label}").rename(
-            columns={f"{REGISTRY[m].arrow} {REGISTRY[m].label}": "best explainer's value"})
-            for p, m in zip(parts, metric) if not p.frame.empty]
+        parts = [against_references(results, m, family=family) for m in metric]
+        frames = [p.frame.reset_index().assign(metric=f"{REGISTRY[m].arrow} {REGISTRY[m].label}")
+                  for p, m in zip(parts, metric) if not p.frame.empty]
         frame = pd.concat(frames, ignore_index=True).set_index(["family", "metric"]) if frames else pd.DataFrame()
         return Table(frame, parts[0].notes if parts else [])
     m = REGISTRY[metric]
-    part = ours[ours["metric"] == metric]
+    results = _with_defaults(results)
     if family is not None:
-        part = part[part["family"].isin([family] if isinstance(family, str) else list(family))]
+        results = results[results["family"].isin([family] if isinstance(family, str) else list(family))]
+    ours = aggregate(results)
+    part = ours[ours["metric"] == metric]
     rows = []
     for fam, g in part.groupby("family", sort=False):
         expl = g[g["kind"] == "explainer"].dropna(subset=["mean"])
-        if expl.empty:
+        refs = g[(g["kind"] == "reference") & ~g["method"].isin([method_label(r) for r in STRONGEST_EXCLUDES])]
+        refs = refs.dropna(subset=["mean"])
+        if expl.empty or refs.empty:
             continue
-        best = expl.loc[expl["mean"].idxmax() if m.higher else expl["mean"].idxmin()]
+        pick = (lambda d: d.loc[d["mean"].idxmax() if m.higher else d["mean"].idxmin()])  # noqa: E731
+        best = pick(expl)
+        by_ref = refs.groupby("method", sort=False)["mean"].mean()
+        strongest = by_ref.idxmax() if m.higher else by_ref.idxmin()
+        strongest_key = _key_of(results, strongest)
+        ceiling = g[(g["method"] == method_label("ceiling")) & (g["setting"] == best["setting"])]
+        ref_cell = refs[(refs["method"] == strongest) & (refs["setting"] == best["setting"])]
+        fam_rows = results[results["family"] == fam]
+        ev = Evidence.of_results(fam_rows)
+        explainers = list(dict.fromkeys(fam_rows.loc[fam_rows["kind"] == "explainer", "method"]))
 
-        def cell(label: str, setting: str):
-            hit = g[(g["method"] == label) & (g["setting"] == setting)]
-            return hit.iloc[0] if len(hit) else None
-
-        prior, ceiling = cell(REF["prior"], best["setting"]), cell(REF["ceiling"], best["setting"])
-        leaves = []
-        for r in expl.itertuples():
-            if cell(REF["prior"], r.setting) is not None:
-                a, b = (r.setting, metric, r.method), (r.setting, metric, REF["prior"])
-                leaves.append(_greater(a, b) if m.higher else _greater(b, a))
-        verdict = decide(Any(tuple(leaves)), Cells(g))[0] if leaves else "n/a"
+        claim = Claim("some explainer beats the strongest reference", fam,
+                      lambda e, who=explainers, ref=strongest_key: _versus(e, who, ref, metric))
+        verdict = judge_claim(claim, ev).outcome or "n/a"
         fmt = lambda r: "—" if r is None else _fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
-        share = (best["mean"] / ceiling["mean"] * 100) if ceiling is not None and ceiling["mean"] else math.nan
+        ceil = ceiling.iloc[0] if len(ceiling) else None
+        share = (best["mean"] / ceil["mean"] * 100) if ceil is not None and ceil["mean"] else math.nan
         rows.append({"family": FAMILIES.get(fam, (None, fam))[1], "best explainer": f"{best['method']} ({best['setting']})",
-                     f"{m.arrow} {m.label}": fmt(best), REF["prior"]: fmt(prior), REF["ceiling"]: fmt(ceiling),
+                     f"{m.arrow} {m.label}": fmt(best), "strongest reference": strongest,
+                     "its value": fmt(ref_cell.iloc[0]) if len(ref_cell) else "—", "ceiling": fmt(ceil),
                      "% of ceiling": "—" if math.isnan(share) else f"{share:.0f}",
-                     "beats the prior (95 %)": verdict})
+                     "an explainer beats it (95 %)": verdict})
     frame = pd.DataFrame(rows).set_index("family") if rows else pd.DataFrame()
-    notes = ["Prior: the training split's mean expert map, the same map for every image. Ceiling: the expert "
-             "map itself at the CAM grid (area-downsampled to layer4's grid, upsampled like a CAM): what a "
-             "perfect explainer at this resolution would score."]
+    notes = ["Strongest reference: of the trivial reference maps (mean expert map, centred Gaussian, noise, Sobel "
+             "edges), the one with the best mean on this metric; ceiling: the expert map itself at the CAM grid, what "
+             "a perfect explainer at this resolution would score. The verdict compares each explainer at each setting "
+             "with that reference on the same runs (paired), Holm over the comparisons."]
     return Table(frame, notes)
+
+
+def _key_of(results: pd.DataFrame, label: str) -> str:
+    hit = results.loc[results["method_label"] == label, "method"]
+    return str(hit.iloc[0]) if len(hit) else label
+
+
+def _versus(ev, explainers: Sequence[str], ref: str, metric: str):
+    """"Some explainer at some setting beats reference `ref` on its runs": Any over explainer x setting."""
+    from thesislib.claims import Any, beats
+
+    learned = [s for s in ev.settings if (s, metric, ref) in ev.cells and len(ev.cells[(s, metric, ref)].learned()) > 1]
+    leaves = [beats(ev, (s, metric, meth), (s, metric, ref)) for s in learned for meth in explainers]
+    leaves = tuple(x for x in leaves if x is not None)
+    return Any(leaves) if leaves else None
 
 
 def run_health(results: pd.DataFrame):
@@ -525,12 +572,11 @@ def run_health(results: pd.DataFrame):
     bad = runs[~runs["learned"].astype(bool)]
     if bad.empty:
         return Markdown(f"All {len(runs)} runs learned (validation accuracy above the majority-class rate by more "
-                        "than two binomial standard errors).")
+                        "than two binomial standard errors, and both classes predicted).")
     lines = [f"- {FAMILIES.get(r.family, (None, r.family))[1]} · {r.setting} · seed {r.seed}: "
              f"test accuracy {r.accuracy:.1f} %" for r in bad.itertuples()]
-    return Markdown(f"**{len(bad)} of {len(runs)} runs never learned** (validation accuracy not above the "
-                    f"majority-class rate by two binomial standard errors); they are marked {FLAG} in the tables "
-                    "and with an X in the figures:\n" + "\n".join(lines))
+    return Markdown(f"**{len(bad)} of {len(runs)} runs never learned** ({_RULE}); they inform no verdict, and are "
+                    f"marked {FLAG} in the tables and with an X in the figures:\n" + "\n".join(lines))
 
 
 def conventions_table(ours: pd.DataFrame, family: str | Sequence[str] = "depth",
@@ -558,21 +604,23 @@ def conventions_table(ours: pd.DataFrame, family: str | Sequence[str] = "depth",
                  [f"Means over the settings of {', '.join(FAMILIES[f][1] for f in fams)}, in %."])
 
 
-def verdict_summary(ours: pd.DataFrame) -> Table:
+def verdict_summary(results: pd.DataFrame) -> Table:
     """Counts of every claim's verdict in the report (family claims, RQ3's method claims, RQ6's
-    correlation claims): ours (agrees / disagrees / inconclusive) and the thesis's own numbers."""
-    judged = pd.concat([judge(ours), judge_methods(ours[ours["method"].isin(THESIS_METHODS + ("",))]),
-                        judge_correlations(ours)], ignore_index=True)
-    ours_counts = verdict_counts(judged)
-    thesis_counts = judged["thesis"].fillna("n/a").value_counts().to_dict()
-    frame = pd.DataFrame({
-        "our runs": {k: ours_counts.get(k, 0) for k in ("agrees", "disagrees", "inconclusive", "n/a")},
-        "the thesis's own numbers": {"agrees": thesis_counts.get("yes", 0), "disagrees": thesis_counts.get("no", 0),
-                                     "inconclusive": thesis_counts.get("inconclusive", 0),
-                                     "n/a": thesis_counts.get("n/a", 0)}})
+    correlation claims), for our runs and for the thesis's own numbers; "untestable" and "n/a"
+    are counted apart from the tally."""
+    from thesislib.claims import TALLY, judge_all, verdict_counts
+
+    judged = judge_all(results)
+    rows = list(TALLY) + ["untestable", "n/a"]
+    ours, thesis = verdict_counts(judged, "ours"), verdict_counts(judged, "thesis")
+    frame = pd.DataFrame({"our runs": {k: ours.get(k, 0) for k in rows},
+                          "the thesis's own numbers": {k: thesis.get(k, 0) for k in rows}})
+    tallied = sum(ours.get(k, 0) for k in TALLY)
     frame.index.name = f"{len(judged)} claims"
-    return Table(frame, ["For the thesis's column, \"agrees\" means its own tables support its claim beyond its "
-                         "seed noise (mean, std, n = 3), \"disagrees\" that they contradict it."])
+    return Table(frame, [f"Tallied: the {tallied} claims our runs could be judged on; \"untestable\" (cannot be "
+                         "decided by construction or other design) and \"n/a\" (no data) stand apart. For the "
+                         "thesis's column, \"agrees\" means its own tables support its claim beyond its seed noise "
+                         "(mean, std, n = 3)."])
 
 
 def references_summary(results: pd.DataFrame, metrics: Sequence[str] = ("iou_area", "pointing_game"), *,
@@ -588,8 +636,10 @@ def references_summary(results: pd.DataFrame, metrics: Sequence[str] = ("iou_are
     note = []
     if not learned.any():
         note = [f"No run learned (all {FLAG}): the comparison uses every run, and says nothing about explanations."]
-        learned = learned | True
-    table = against_references(aggregate(results[learned.to_numpy()], by=by), list(metrics))
+        part = results.assign(learned=True)
+    else:
+        part = results[learned.to_numpy()]
+    table = against_references(split_families(part, by), list(metrics))
     return Table(table.frame, note + table.notes)
 
 
@@ -736,9 +786,9 @@ def slice_conclusions(results: pd.DataFrame, sliced: pd.DataFrame, *, by: str = 
             if m in means.columns and means[m].notna().any():
                 first = (means[m].idxmax() if REGISTRY[m].higher else means[m].idxmin())
             rows.setdefault((label, "first explainer"), {})[name] = first
-            verdict = against_references(aggregate(df), m).frame
-            rows.setdefault((label, "an explainer beats the prior (95 %)"), {})[name] = (
-                ", ".join(dict.fromkeys(verdict["beats the prior (95 %)"])) if not verdict.empty else "n/a")
+            verdict = against_references(df, m).frame
+            rows.setdefault((label, "an explainer beats the strongest reference (95 %)"), {})[name] = (
+                ", ".join(dict.fromkeys(verdict["an explainer beats it (95 %)"])) if not verdict.empty else "n/a")
             n = int(df.drop_duplicates(["run_id", "method"])["n_images"].sum()) if "n_images" in df.columns else 0
             rows.setdefault((label, "images scored (all runs, per method)"), {})[name] = str(
                 n // max(1, df["method"].nunique()))

@@ -9,10 +9,12 @@ setting, method, metric, mean, std, n) so that one judge (`thesislib.claims`) re
 from __future__ import annotations
 
 import functools
+import json
 from importlib import resources
 
 import pandas as pd
 
+from thesislib.explain import LABELS
 from thesislib.metrics import REGISTRY
 from thesislib.study.grids import setting_label
 
@@ -48,8 +50,10 @@ def reference() -> pd.DataFrame:
     """The thesis's numbers in long format.
 
     Returns:
-        Columns table, family, setting, method ("" for classification), metric, mean, std (percent),
-        n (= 3 seeds), kind ("explainer", or "" for classification rows).
+        Columns table, family, setting (label), overrides (the setting's key: canonical JSON of
+        its overrides, as in a grid's table), method (label; "" for classification), method_key
+        ("scorecam"), metric, mean, std (percent), n (= 3 seeds), kind ("explainer", or "" for
+        classification rows).
     """
     return _reference().copy()
 
@@ -61,10 +65,14 @@ def _reference() -> pd.DataFrame:
     unknown = sorted(set(raw["metric"]) - set(REGISTRY))
     if unknown:
         raise ValueError(f"reference_tables.csv: metrics {unknown} are not in thesislib.metrics.REGISTRY")
+    overrides = [_reference_overrides(r) for _, r in raw.iterrows()]
+    keys = {label: key for key, label in LABELS.items()}
     out = pd.DataFrame(dict(
         table=raw["table"].astype(str), family=raw["experiment"],
-        setting=[setting_label(f, _reference_overrides(r)) for f, (_, r) in zip(raw["experiment"], raw.iterrows())],
-        method=raw["method"].fillna(""), metric=raw["metric"], mean=raw["mean"], std=raw["std"]))
+        setting=[setting_label(f, o) for f, o in zip(raw["experiment"], overrides)],
+        overrides=[json.dumps(o, sort_keys=True) for o in overrides],
+        method=raw["method"].fillna(""), method_key=[keys.get(m, m) for m in raw["method"].fillna("")],
+        metric=raw["metric"], mean=raw["mean"], std=raw["std"]))
     out["n"] = THESIS_SEEDS
     out["kind"] = out["method"].map(lambda m: "explainer" if m else "")
     return out
