@@ -1,0 +1,72 @@
+"""Reliability: ICC(1) against scipy's one-way ANOVA and a simulation, Kendall's W against Friedman's test."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from thesislib import reliability as R
+
+
+def test_icc_rests_on_scipys_one_way_anova():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(5), 3)
+    values = rng.normal(0, 1, 5)[groups] + rng.normal(0, 1, 15)
+    r = R.icc(values, groups)
+    ref = stats.f_oneway(*[values[groups == g] for g in range(5)])
+    assert r["F"] == pytest.approx(ref.statistic) and r["p"] == pytest.approx(ref.pvalue)
+    assert r["lo"] <= r["icc"] <= r["hi"] and (r["groups"], r["n"]) == (5, 15)
+
+
+def test_icc_recovers_the_share_of_variance_between_settings_and_its_interval_covers_it():
+    rng = np.random.default_rng(1)
+    covered, estimates = 0, []
+    true = 0.6  # between-setting variance 1.5, within 1.0
+    for _ in range(300):
+        groups = np.repeat(np.arange(8), 3)
+        values = rng.normal(0, np.sqrt(1.5), 8)[groups] + rng.normal(0, 1, 24)
+        r = R.icc(values, groups)
+        covered += r["lo"] <= true <= r["hi"]
+        groups = np.repeat(np.arange(40), 3)  # many settings: the estimate's small-sample bias fades
+        estimates.append(R.icc(rng.normal(0, np.sqrt(1.5), 40)[groups] + rng.normal(0, 1, 120), groups)["icc"])
+    assert np.mean(estimates) == pytest.approx(true, abs=0.03)
+    assert covered / 300 >= 0.9  # a 95 % interval (Monte Carlo error aside)
+
+
+def test_kendalls_w_is_friedmans_test():
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=(6, 4)) + np.arange(4)  # 6 raters, 4 items with a common order
+    w = R.kendalls_w(scores)
+    ref = stats.friedmanchisquare(*scores.T)
+    assert w["chi2"] == pytest.approx(ref.statistic) and w["p"] == pytest.approx(ref.pvalue)
+    assert R.kendalls_w(np.tile(np.arange(5.0), (4, 1)))["w"] == pytest.approx(1.0)
+    tied = np.array([[1, 1, 2, 3], [1, 2, 2, 3], [3, 1, 1, 2.0]])
+    assert R.kendalls_w(tied)["chi2"] == pytest.approx(stats.friedmanchisquare(*tied.T).statistic)
+
+
+def _results(between: float, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(4):
+        shift = rng.normal(0, between)
+        for s in range(3):
+            for m, base in (("gradcam", 20.0), ("scorecam", 30.0), ("cam", 25.0)):
+                rows.append(dict(family="f", setting=f"s{k}", overrides=json.dumps({"k": k}), seed=s,
+                                 run_id=f"s{k}-{s}", learned=True, method=m, method_label=m, kind="explainer",
+                                 iou_area=base + shift + rng.normal(0, 1), accuracy=80 + rng.normal(0, 1)))
+    return pd.DataFrame(rows)
+
+
+def test_a_metric_that_cannot_tell_settings_apart_is_named():
+    flat = R.setting_reliability(_results(0.0, seed=1), methods=["scorecam"], metrics=["iou_area"]).frame
+    apart = R.setting_reliability(_results(10.0), methods=["scorecam"], metrics=["iou_area"]).frame
+    assert flat.loc[("Score-CAM", "IoU (A)"), "tells settings apart"].startswith("no")
+    assert apart.loc[("Score-CAM", "IoU (A)"), "tells settings apart"] == "yes"
+
+
+def test_method_concordance_over_runs_and_metrics():
+    t = R.method_concordance(_results(1.0), metrics=["iou_area"]).frame
+    assert float(t.loc["IoU (A)", "Kendall's W"]) > 0.8  # every run ranks Score-CAM > CAM > Grad-CAM
+    assert float(t.loc["IoU (A)", "seed-to-seed τ (mean)"]) > 0.8
