@@ -48,7 +48,7 @@ RECORDED: dict[str, Any] = {
         "models": "32980f1d1310c173",
         "train": "6d3f06712dfed830",
         "evaluation": "1c89008b364c983b",
-        "metrics": "7a4d78f322fae253",
+        "metrics": "5e445c87d523f933",
         "explain": "123a24789d716e48",
         "references": "dea12fcafff8bad2",
     },
