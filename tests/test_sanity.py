@@ -11,7 +11,7 @@ from skimage.metrics import structural_similarity
 
 from thesislib import sanity as S
 from thesislib.study.config import RunConfig
-from thesislib.train import with_shuffled_labels
+from thesislib.train import validate, with_shuffled_labels
 
 
 def _maps():
@@ -165,5 +165,74 @@ def test_shuffled_labels_permute_the_training_labels_only(split):
     assert torch.equal(shuffled.arrays.images, train.arrays.images)
     # a run on shuffled labels is another run; runs on true labels keep the ids they had
     base = RunConfig(depth=18, width=0.0625, stem="compact", input_size=64)
-    assert "shuffle_labels" not in base.training_dict()
-    assert RunConfig(**{**base.to_dict(), "shuffle_labels": True}).run_id("d") != base.run_id("d")
+    assert "shuffle_labels" not in base.training_dict() and "checkpoint" not in base.training_dict()
+    shuffled_cfg = RunConfig(**{**base.to_dict(), "shuffle_labels": True})
+    assert shuffled_cfg.run_id("d") != base.run_id("d")
+    # shuffled-label runs keep their last epoch now: they, and only they, changed id
+    from thesislib.study.config import SEMANTICS, _digest
+
+    fields = shuffled_cfg.training_dict()
+    assert fields.pop("checkpoint") == "last epoch"
+    assert shuffled_cfg.run_id("d") != _digest({**fields, "data": "d", "semantics": SEMANTICS})
+
+
+def _scripted_val_loss(monkeypatch, losses):
+    """train() sees these validation losses, epoch after epoch (the rest of validate() is real)."""
+    import thesislib.train as T
+
+    script = iter(losses)
+    monkeypatch.setattr(T, "validate", lambda model, data, **kw: {**validate(model, data, **kw),
+                                                                  "val_loss": next(script)})
+
+
+def test_a_model_trained_on_shuffled_labels_keeps_its_last_epoch(split, tmp_path, monkeypatch):
+    from thesislib.models import create_model
+    from thesislib.train import seed_everything, train
+
+    def fresh():
+        seed_everything(0)
+        return create_model("resnet18", width=0.0625, stem="compact")
+
+    def run(folder, **kw):
+        states = {}
+
+        def snapshot(epoch, model):
+            states[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return {}
+
+        _scripted_val_loss(monkeypatch, [0.4, 0.9, 0.6])  # the true labels' validation loss is lowest at epoch 1
+        model = fresh()
+        train(model, split.train, split.val, epochs=3, batch_size=32, checkpoint_dir=tmp_path / folder,
+              progress=False, on_epoch=snapshot, **kw)
+        best = torch.load(tmp_path / folder / "best.pt", weights_only=True)
+        return states, model.state_dict(), best
+
+    def same(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    states, final, best = run("shuffled", shuffle_labels=True)
+    assert not same(states[1], states[3])
+    assert same(final, states[3]) and same(best, states[3])
+    states, final, best = run("picked", shuffle_labels=True, keep="best")  # the old rule, on request
+    assert same(final, states[1]) and same(best, states[1])
+    states, final, best = run("true", keep=None)  # true labels: the lowest validation loss, as before
+    assert same(final, states[1]) and same(best, states[1])
+    with pytest.raises(ValueError, match="keep: expected one of best, last"):
+        train(fresh(), split.train, split.val, epochs=1, batch_size=32, progress=False, keep="first")
+
+
+def test_shuffled_fit_reads_the_last_epoch_of_each_seed():
+    shuffled = pd.DataFrame(dict(seed=[1, 1, 0, 0, 0], epoch=[2, 1, 1, 3, 2],
+                                 train_acc=[0.71, 0.60, 0.55, 0.666, 0.58], val_acc=[0.4, 0.5, 0.6, 0.45, 0.5]))
+    true = pd.DataFrame(dict(seed=[0, 0, 1, 2], epoch=[1, 2, 1, 1], train_acc=[0.7, 0.9, 0.8, 0.1],
+                             val_acc=[0.7, 0.8, 0.8, 0.1]))
+    out = S.shuffled_fit(shuffled, true, majority_share=0.6)
+    assert out.to_dict("index") == {
+        0: {"epochs": 3, "train acc., shuffled labels (%)": 66.6, "val acc., true labels (%)": 45.0,
+            "train acc., true labels (%)": 90.0, "majority share (%)": 60.0},
+        1: {"epochs": 2, "train acc., shuffled labels (%)": 71.0, "val acc., true labels (%)": 40.0,
+            "train acc., true labels (%)": 80.0, "majority share (%)": 60.0}}
+    assert list(S.shuffled_fit(shuffled).columns) == ["epochs", "train acc., shuffled labels (%)",
+                                                      "val acc., true labels (%)"]
+    with pytest.raises(ValueError, match="true: expected history rows"):
+        S.shuffled_fit(shuffled, true.drop(columns="train_acc"))

@@ -20,7 +20,9 @@ the identity, is drawn like every other convolution, since a zero branch would l
 untouched.
 
 Data randomisation (a model trained on shuffled labels) is a run setting
-(`RunConfig.shuffle_labels`), explained and scored like every other run.
+(`RunConfig.shuffle_labels`), explained and scored like every other run; such a run keeps its last
+epoch's weights (`thesislib.train.train`'s `keep`), and `shuffled_fit` shows from the histories how
+far it fitted the shuffled labels.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from thesislib.metrics import _average_ranks
 
 __all__ = ["STAGES", "FLAG_AFTER", "FLAG_SPEARMAN", "FLAG_CONSTANT", "FINDINGS", "SSIM_WINDOW", "HOG_OPTIONS",
            "stage_modules", "reinitialise", "cascade", "rank_correlation", "ssim", "hog_similarity",
-           "model_randomisation", "for_run", "for_grid", "findings", "stage_labels"]
+           "model_randomisation", "for_run", "for_grid", "findings", "stage_labels", "shuffled_fit"]
 
 STAGES = ("fc", "layer4", "layer3", "layer2", "layer1", "stem")
 """Randomised top-down, cumulatively: "fc" is the head (PRECODE's bottleneck with it), "stem" the first convolution."""
@@ -375,4 +377,40 @@ def findings(df: pd.DataFrame, *, after: str = FLAG_AFTER, threshold: float = FL
 
     out["finding"] = [finding(m) for m in out.index]
     out.index.name = f"after randomising fc .. {after}"
+    return out
+
+
+def shuffled_fit(shuffled: pd.DataFrame, true: pd.DataFrame | None = None, *,
+                 majority_share: float | None = None) -> pd.DataFrame:
+    """How far models trained on shuffled labels fitted them, per training seed, from their
+    histories (`Grid.histories()`): the last epoch, whose weights such a run keeps.
+
+    Args:
+        shuffled: history rows (seed, epoch, train_acc, val_acc) of the shuffled-label runs.
+        true: history rows of the same architecture trained on the true labels (any seeds; those
+            of `shuffled` are used), or None.
+        majority_share: the training split's majority-class share (a fraction): the training
+            accuracy of a model that fitted nothing; shuffling keeps the class counts.
+    Returns:
+        Indexed by seed: "epochs", "train acc., shuffled labels (%)" (training accuracy on the
+        labels it was trained on, over the last epoch's augmented batches), "val acc., true labels
+        (%)" (the kept weights on the true validation labels), and with `true` "train acc., true
+        labels (%)" (the last epoch of the model trained on the true labels, same seed), with
+        `majority_share` "majority share (%)".
+    """
+    need = {"seed", "epoch", "train_acc", "val_acc"}
+    for name, df in (("shuffled", shuffled), ("true", true)):
+        if df is not None and not need <= set(df.columns):
+            raise ValueError(f"{name}: expected history rows with {', '.join(sorted(need))}, found columns "
+                             f"{', '.join(map(str, df.columns)) or 'none'}")
+    last = shuffled.sort_values("epoch").groupby("seed").last()
+    out = pd.DataFrame({"epochs": last["epoch"].astype(int),
+                        "train acc., shuffled labels (%)": (100 * last["train_acc"]).round(1),
+                        "val acc., true labels (%)": (100 * last["val_acc"]).round(1)})
+    if true is not None:
+        fitted = true.sort_values("epoch").groupby("seed").last()
+        out["train acc., true labels (%)"] = (100 * fitted["train_acc"].reindex(out.index)).round(1)
+    if majority_share is not None:
+        out["majority share (%)"] = round(100 * float(majority_share), 1)
+    out.index.name = "seed"
     return out

@@ -46,7 +46,7 @@ RECORDED: dict[str, Any] = {
         "data": "1061c156587e746f",
         "synth": "33fb3e1e7345ace3",
         "models": "32980f1d1310c173",
-        "train": "6d3f06712dfed830",
+        "train": "e739646936460732",
         "evaluation": "1c89008b364c983b",
         "metrics": "5e445c87d523f933",
         "explain": "123a24789d716e48",
