@@ -69,7 +69,7 @@ def test_claims_are_computed_lines_under_the_tables(html):
 
 def test_reference_rows_and_the_ceiling_stand_beside_the_explainers(html):
     for label in ("Prior (mean expert map)", "Ceiling (expert map at CAM grid)", "Centred Gaussian", "Sobel edges",
-                  "Uniform random"):
+                  "Pixel noise (uniform)", "Noise at CAM grid (uniform)"):
         assert label in html, label
     assert "beats the prior" in html and "% of ceiling" in html
 

@@ -47,10 +47,10 @@ RECORDED: dict[str, Any] = {
         "synth": "33fb3e1e7345ace3",
         "models": "32980f1d1310c173",
         "train": "e739646936460732",
-        "evaluation": "1c89008b364c983b",
+        "evaluation": "5b641d96a0b831b4",
         "metrics": "5e445c87d523f933",
         "explain": "123a24789d716e48",
-        "references": "dea12fcafff8bad2",
+        "references": "bd58db7937976fbd",
     },
 }
 # --- end of record ---
