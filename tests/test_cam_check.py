@@ -112,7 +112,7 @@ def test_the_other_class_needs_a_two_class_head(tiny_model, batch):
 
 def test_for_grid_averages_the_learned_runs_per_setting(synth_root, tmp_path, monkeypatch):
     base = dict(data=str(synth_root), input_size=64, stem="compact", width=0.0625, epochs=1, batch_size=32,
-                eval_images=6, methods=["gradcam"], references=[], track_every=0)
+                eval_images=6, methods=["cam", "gradcam"], references=[], track_every=0)
     grid = study.grid(base, {"depth": [{"depth": 18}, {"depth": 34}]}, [0, 1], runs=tmp_path, executor="inline")
     grid.compute(progress=False)
     summary = R.Run.summary
@@ -123,6 +123,11 @@ def test_for_grid_averages_the_learned_runs_per_setting(synth_root, tmp_path, mo
     assert out[["family", "setting", "runs", "images"]].values.tolist() == [["depth", "18", 1, 6]]
     rows = C.for_run(grid.find(setting="18", seed=0))
     assert list(rows.columns[:4]) == ["image", "label", "pred", "target"] and len(rows) == 6
+    # the same images and numbers as the run's own evaluation (thesislib.evaluation.evaluate)
+    stored = grid.find(setting="18", seed=0).images().pivot(index="image", columns="method", values="iou_area")
+    assert sorted(rows["image"]) == sorted(stored.index)
+    assert rows.set_index("image")["iou_cam"].to_dict() == pytest.approx(stored["cam"].to_dict(), abs=1e-6)
+    assert rows.set_index("image")["iou_gradcam"].to_dict() == pytest.approx(stored["gradcam"].to_dict(), abs=1e-6)
     for col in ("iou_cam", "iou_gradcam", "iou_cam_other", "overlap", "negative_share"):
         assert out.loc[0, col] == pytest.approx(100 * rows[col].mean())
     assert out.loc[0, "max_abs_diff"] == pytest.approx(rows["max_abs_diff"].mean())
