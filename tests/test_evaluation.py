@@ -56,6 +56,18 @@ def test_references_are_scored_like_explainers(tiny_model, split, prior):
     got = torch.tensor(df[df["method"] == "ceiling"]["iou_area"].tolist())
     assert torch.allclose(got, expected)
     assert df[df["method"] == "prior"]["method_label"].iloc[0] == "Prior (mean expert map)"
+    # the noise at the CAM grid is drawn at the explained layer's grid, seeded by the image's name
+    for layer, grid in (("layer4", 4), ("layer3", 8)):
+        df = evaluate(model, split.test, [], references=["noise"], max_images=5, layer=layer)
+        heat = reference_maps("noise", x, maps, grid=grid, index=[split.test.names[i] for i in rows.tolist()])
+        expected = M.iou_area(M.binarize(heat), M.binarize(maps))
+        assert torch.allclose(torch.tensor(df["iou_area"].tolist()), expected), layer
+
+
+def test_summaries_name_reference_maps_as_the_code_names_them_now(tiny_model, split):
+    df = evaluate(tiny_model(), split.test, [], references=["random"], max_images=4)
+    old = df.assign(method_label="Uniform random")  # as written by code before the relabelling
+    assert summarize(old)["method_label"].tolist() == ["Pixel noise (uniform)"]
 
 
 def test_both_masking_conventions_match_a_direct_computation(tiny_model, split):

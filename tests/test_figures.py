@@ -86,3 +86,16 @@ def test_loss_curves_compare_losses_on_the_same_path():
     assert "mean path" in ax.get_ylabel()
     ys = sorted(round(float(y), 3) for line in ax.get_lines() for y in line.get_ydata())
     assert ys == [0.75, 1.0, 1.05, 1.15]
+
+
+def test_randomisation_shows_every_measure_and_both_thresholds():
+    from thesislib import sanity
+
+    rows = [dict(stage=stage, method_label=m, image=i, spearman=v, ssim=v / 2, hog=v / 3, constant=False)
+            for m, v in (("CAM", -0.7), ("Grad-CAM", 0.1)) for stage in sanity.STAGES[:3] for i in range(3)]
+    fig = figures.randomisation(pd.DataFrame(rows))
+    assert [ax.get_ylabel() for ax in fig.axes] == ["Rank correlation with the original map",
+                                                     "SSIM with the original map",
+                                                     "HOG similarity with the original map"]
+    dashed = sorted(round(line.get_ydata()[0], 3) for line in fig.axes[0].get_lines() if line.get_linestyle() == "--")
+    assert dashed == [-sanity.FLAG_SPEARMAN, sanity.FLAG_SPEARMAN]

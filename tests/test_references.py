@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from thesislib import metrics as M
 from thesislib.data import denormalize
 from thesislib.explain import normalize_maps
-from thesislib.references import (GAUSSIAN_SIGMA, REFERENCES, cam_grid_of, gaussian_map, mean_expert_map,
+from thesislib.references import (GAUSSIAN_SIGMA, LABELS, REFERENCES, cam_grid_of, gaussian_map, mean_expert_map,
                                    reference_maps)
 
 
@@ -62,6 +62,42 @@ def test_random_is_reproducible_per_image(batch):
     assert not torch.equal(a, reference_maps("random", x, maps, index=names, seed=1))
     with pytest.raises(ValueError, match="index"):
         reference_maps("random", x, maps)
+
+
+def test_noise_is_uniform_noise_on_the_cam_grid_upsampled_like_a_cam(batch):
+    x, maps, names = batch
+    a = reference_maps("noise", x, maps, grid=4, index=names)
+    # every map is a bilinear (align_corners=False) upsampling of some 4x4 field, like a CAM: the
+    # least-squares fit through the upsampling of the 16 unit fields leaves nothing over; the pixel
+    # noise leaves almost everything
+    unit = torch.eye(16).view(16, 4, 4)
+    basis = F.interpolate(unit[:, None], size=maps.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    basis = basis.flatten(1).T.double()  # [H*W, 16]
+
+    def residual(m):
+        target = m.flatten(1).T.double()
+        fit = torch.linalg.lstsq(basis, target).solution
+        return (basis @ fit - target).abs().max().item()
+
+    assert residual(a) < 1e-5
+    assert residual(reference_maps("random", x, maps, index=names)) > 0.5
+    assert a.flatten(1).amax(1).eq(1).all() and a.flatten(1).amin(1).eq(0).all()
+    # the same image gets the same noise in any batch; other images, seeds and grids get other noise
+    perm = torch.tensor([5, 2, 9])
+    b = reference_maps("noise", x[perm], maps[perm], grid=4, index=[names[i] for i in perm.tolist()])
+    assert torch.equal(a[perm], b)
+    assert not torch.equal(a[0], a[1])
+    assert not torch.equal(a, reference_maps("noise", x, maps, grid=4, index=names, seed=1))
+    assert residual(reference_maps("noise", x, maps, grid=7, index=names)) > 1e-3
+    with pytest.raises(ValueError, match="grid"):
+        reference_maps("noise", x, maps, index=names)
+    with pytest.raises(ValueError, match="index: the 'noise' reference"):
+        reference_maps("noise", x, maps, grid=4)
+
+
+def test_the_two_noises_are_labelled_as_what_they_are():
+    assert LABELS["random"] == "Pixel noise (uniform)" and LABELS["noise"] == "Noise at CAM grid (uniform)"
+    assert set(LABELS) == set(REFERENCES) and "noise" in REFERENCES
 
 
 def test_prior_is_the_mean_expert_map(split, batch):

@@ -72,7 +72,7 @@ def test_claims_are_computed_rows_under_the_tables(html):
 
 def test_reference_rows_and_the_ceiling_stand_beside_the_explainers(html):
     for label in ("Prior (mean expert map)", "Ceiling (expert map at CAM grid)", "Centred Gaussian", "Sobel edges",
-                  "Uniform random"):
+                  "Pixel noise (uniform)", "Noise at CAM grid (uniform)"):
         assert label in html, label
     assert "strongest reference" in html and "% of ceiling" in html
 

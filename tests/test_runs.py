@@ -163,3 +163,20 @@ def test_load_model_uses_the_training_memory_format(cfg, tmp_path):
     wide = cfg.replace(width=0.25)
     [run] = study.run_all([wide], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
     assert run.load_model().conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_shuffled_label_run_records_the_epoch_it_keeps(cfg, tmp_path, monkeypatch):
+    import thesislib.train
+
+    real = thesislib.train.train
+
+    def first_epoch_looks_best(*args, **kwargs):  # the epoch a pick by validation loss would take
+        history = real(*args, **kwargs)
+        history[0]["val_loss"] = -1.0
+        return history
+
+    monkeypatch.setattr(thesislib.train, "train", first_epoch_looks_best)
+    [run] = study.run_all([cfg.replace(shuffle_labels=True, epochs=3, track_every=0)], runs_dir=tmp_path,
+                          executor=study.InlineExecutor(), progress=False)
+    done, hist = run.summary(), run.history()
+    assert done["best_epoch"] == 3 and done["best_val_loss"] == pytest.approx(hist["val_loss"].iloc[-1])

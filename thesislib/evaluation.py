@@ -117,8 +117,9 @@ def _batches(model: nn.Module, data: LagDataset, rows: torch.Tensor, targets_all
              batch_size: int, layer: str = "layer4") -> Iterator[tuple]:
     """Per batch: (positions, images, targets, expert maps, method -> maps, method -> seconds per image).
 
-    The ceiling reference is the expert map at the explained layer's grid."""
-    grid = X.grid_at(model, data.batch(slice(0, 1))[0].shape[-1], layer) if "ceiling" in references else None
+    The ceiling and noise references are drawn at the explained layer's grid."""
+    at_grid = {"ceiling", "noise"} & set(references)
+    grid = X.grid_at(model, data.batch(slice(0, 1))[0].shape[-1], layer) if at_grid else None
     names = data.names
     for start in range(0, len(rows), batch_size):
         part = rows[start:start + batch_size]
@@ -154,8 +155,8 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
         batch_size: images per explainer call.
         deletion_steps: if > 0, also the deletion and insertion AUC with this many steps.
         correct_only: explain only correctly classified images.
-        layer: the stage the explainers read (`thesislib.explain.LAYERS`); the ceiling reference
-            follows its grid.
+        layer: the stage the explainers read (`thesislib.explain.LAYERS`); the ceiling and noise
+            references follow its grid.
         road_percentiles: if given, also ROAD (`thesislib.metrics.road`) at these percentiles,
             its noise seeded per batch.
         threshold_free: also relevance rank accuracy, top-k intersection, pixel AUROC and the IoU
@@ -278,6 +279,10 @@ def summarize(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     if "class_agnostic" not in df.columns:
         df["class_agnostic"] = df["method"].isin(_class_agnostic())
     df["same_as"] = df["same_as"].astype(object).fillna("").astype(str) if "same_as" in df.columns else ""
+    # a label is not a number: a reference map is named as the code names it now, whenever scored
+    is_ref = (df["kind"] == "reference") & df["method"].isin(list(R.LABELS))
+    if "method_label" in df.columns and is_ref.any():
+        df.loc[is_ref, "method_label"] = df.loc[is_ref, "method"].map(R.LABELS)
     keys = ["method"] if by is None else ["method", by]
     present = [m.name for m in M.registered() if m.kind != "classification" and m.name in df.columns]
     present += [c for c in _curve_names() if c in df.columns]

@@ -329,14 +329,14 @@ def mean_maps(maps: dict[str, torch.Tensor], labels: dict[str, str] | None = Non
 
 
 def randomisation(df: pd.DataFrame, *, threshold: float | None = None) -> plt.Figure:
-    """The model-randomisation cascade (`thesislib.sanity`): per method, the rank correlation and
-    SSIM between original and randomised maps as the stages go random top-down, medians with the
-    interquartile range over images and seeds.
+    """The model-randomisation cascade (`thesislib.sanity`): per method, the rank correlation, SSIM
+    and HOG similarity between original and randomised maps as the stages go random top-down,
+    medians with the interquartile range over images and seeds.
 
     Args:
         df: `sanity.model_randomisation` / `for_grid` rows.
-        threshold: the flagging rule's rank correlation (default `sanity.FLAG_SPEARMAN`), drawn as
-            a dashed line.
+        threshold: the findings' rank correlation (default `sanity.FLAG_SPEARMAN`), drawn as dashed
+            lines at +threshold (insensitive above) and -threshold (inverted below).
     """
     from thesislib import sanity
 
@@ -344,15 +344,18 @@ def randomisation(df: pd.DataFrame, *, threshold: float | None = None) -> plt.Fi
     stages = [s for s in sanity.STAGES if s in set(df["stage"])]
     labels = sanity.stage_labels(stages)
     data = df.assign(randomised=df["stage"].map(labels))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharex=True)
-    for ax, col in zip(axes, ("spearman", "ssim")):
+    columns = [c for c in ("spearman", "ssim", "hog") if c in data.columns]
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 3.6), sharex=True, squeeze=False)
+    axes = list(axes[0])
+    for ax, col in zip(axes, columns):
         m = _metric(col)
         sns.pointplot(data=data, x="randomised", y=col, hue="method_label", order=[labels[s] for s in stages],
                       estimator="median", errorbar=("pi", 50), dodge=0.4, markersize=3, linewidth=1.0, ax=ax,
                       legend=ax is axes[-1])
         ax.axhline(0, color="0.6", lw=0.8)
         if col == "spearman":
-            ax.axhline(threshold, color="0.4", lw=0.8, ls="--")
+            for t in (threshold, -threshold):
+                ax.axhline(t, color="0.4", lw=0.8, ls="--")
         ax.set_ylabel(f"{m.label} with the original map")
         ax.set_xlabel("randomised, top-down (cumulative)")
         ax.tick_params(axis="x", rotation=30)

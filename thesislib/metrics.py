@@ -97,6 +97,7 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
     # better, as a map that depends on the model changes when the model does
     Metric("spearman", "Rank correlation", False, "randomisation", unit="", bounds=(-1.0, 1.0), margin=0.1),
     Metric("ssim", "SSIM", False, "randomisation", unit="", bounds=(-1.0, 1.0), margin=0.1),
+    Metric("hog", "HOG similarity", False, "randomisation", unit="", bounds=(-1.0, 1.0), margin=0.1),
     Metric("accuracy", "Acc", True, "classification"),
     Metric("roc_auc", "ROC AUC", True, "classification"),
     Metric("f1", "F1 score", True, "classification"),

@@ -5,7 +5,11 @@ method table can show how far an explainer is above a prior and below the resolu
 
 - "prior": the training split's mean expert map, the same for every image (a data prior);
 - "gaussian": a centred isotropic Gaussian, sigma = GAUSSIAN_SIGMA x the image side;
-- "random": uniform noise, seeded per image by its name, so an image gets the same map in any batch;
+- "random": uniform pixel noise, seeded per image by its name, so an image gets the same map in any
+  batch; shown as "Pixel noise (uniform)": no CAM can be this fine-grained, so it is an easy floor;
+- "noise": uniform noise on the CAM grid (the explained layer's grid, as for "ceiling"), upsampled
+  bilinearly like a CAM and seeded per image by its name: what a map of CAM resolution that knows
+  nothing scores, the floor to compare explainers with;
 - "sobel": the Sobel edge magnitude of the grayscale photo (scikit-image's `filters.sobel`);
 - "ceiling": the expert map area-downsampled to the model's layer4 grid and upsampled bilinearly
   like a CAM: the best a map at CAM resolution can do.
@@ -26,11 +30,13 @@ from torch import nn
 from thesislib.data import denormalize
 from thesislib.explain import grid_at, normalize_maps
 
-__all__ = ["REFERENCES", "LABELS", "GAUSSIAN_SIGMA", "reference_maps", "mean_expert_map", "cam_grid_of"]
+__all__ = ["REFERENCES", "LABELS", "GAUSSIAN_SIGMA", "reference_maps", "mean_expert_map", "cam_grid_of",
+           "upsample_like_cam"]
 
-REFERENCES = ("prior", "gaussian", "random", "sobel", "ceiling")
-LABELS = {"prior": "Prior (mean expert map)", "gaussian": "Centred Gaussian", "random": "Uniform random",
-          "sobel": "Sobel edges", "ceiling": "Ceiling (expert map at CAM grid)"}
+REFERENCES = ("prior", "gaussian", "random", "noise", "sobel", "ceiling")
+LABELS = {"prior": "Prior (mean expert map)", "gaussian": "Centred Gaussian", "random": "Pixel noise (uniform)",
+          "noise": "Noise at CAM grid (uniform)", "sobel": "Sobel edges",
+          "ceiling": "Ceiling (expert map at CAM grid)"}
 GAUSSIAN_SIGMA = 0.25  # of the image side: the optic disc region of a centred fundus sits well inside
 # scikit-image's rgb2gray weights (ITU-R BT.709), so "sobel" matches skimage.filters.sobel(rgb2gray(img))
 _GRAY = (0.2125, 0.7154, 0.0721)
@@ -77,6 +83,12 @@ def sobel_magnitude(gray: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((gx * gx + gy * gy) / 2)[:, 0]
 
 
+def upsample_like_cam(small: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[N, h, w] -> float32 [N, H, W], bilinear with align_corners=False, as `thesislib.explain`
+    (and pytorch-grad-cam's resize) upsample a layer's map; not min-max scaled."""
+    return F.interpolate(small[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
 def ceiling_map(expert: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
     """The expert maps at CAM resolution: area-downsampled to `grid`, upsampled like a CAM.
 
@@ -88,8 +100,8 @@ def ceiling_map(expert: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tens
     Returns:
         float32 [N, H, W].
     """
-    small = F.adaptive_avg_pool2d(expert[:, None].float(), grid)
-    return F.interpolate(small, size=expert.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    small = F.adaptive_avg_pool2d(expert[:, None].float(), grid)[:, 0]
+    return upsample_like_cam(small, expert.shape[-2:])
 
 
 def reference_maps(name: str, images: torch.Tensor, expert: torch.Tensor, *, prior: torch.Tensor | None = None,
@@ -102,10 +114,10 @@ def reference_maps(name: str, images: torch.Tensor, expert: torch.Tensor, *, pri
         images: float [N, 3, H, W], normalised as `thesislib.data.normalize` makes them.
         expert: float [N, H, W] in [0, 1], the images' expert maps (used by "ceiling" only).
         prior: float [H, W], the training split's mean expert map (`mean_expert_map`); "prior" only.
-        grid: the model's layer4 side (`cam_grid_of`); "ceiling" only.
-        seed: "random" only; with the image's key it seeds that image's noise.
-        index: "random" only: one key per image (its file name or its position in the data set),
-            so the same image gets the same noise whatever batch it is in.
+        grid: the explained layer's side (`cam_grid_of` for layer4); "ceiling" and "noise" only.
+        seed: "random" and "noise" only; with the image's key it seeds that image's noise.
+        index: "random" and "noise" only: one key per image (its file name or its position in the
+            data set), so the same image gets the same noise whatever batch it is in.
     Returns:
         float32 [N, H, W] in [0, 1] on the CPU.
     """
@@ -121,14 +133,23 @@ def reference_maps(name: str, images: torch.Tensor, expert: torch.Tensor, *, pri
         raw = prior.float().cpu().expand(n, h, w)
     elif name == "gaussian":
         raw = gaussian_map((h, w)).expand(n, h, w)
-    elif name == "random":
+    elif name in ("random", "noise"):
         if index is None or len(index) != n:
             found = None if index is None else f"{len(index)} keys"
-            raise ValueError(f"index: the 'random' reference needs one key per image ({n}), e.g. the image "
+            raise ValueError(f"index: the {name!r} reference needs one key per image ({n}), e.g. the image "
                              f"names, so each image's noise does not depend on its batch; found {found}")
         keys = index.tolist() if isinstance(index, torch.Tensor) else list(index)
-        raw = torch.stack([torch.rand(h, w, generator=torch.Generator().manual_seed(_seed_of(k, seed)))
-                           for k in keys])
+        if name == "random":
+            raw = torch.stack([torch.rand(h, w, generator=torch.Generator().manual_seed(_seed_of(k, seed)))
+                               for k in keys])
+        else:
+            if grid is None:
+                raise ValueError("grid: the 'noise' reference needs the explained layer's side "
+                                 "(thesislib.references.cam_grid_of(model, input_size)), found None")
+            gh, gw = (grid, grid) if isinstance(grid, int) else grid
+            small = torch.stack([torch.rand(gh, gw, generator=torch.Generator().manual_seed(_seed_of(f"noise:{k}", seed)))
+                                 for k in keys])
+            raw = upsample_like_cam(small, (h, w))
     elif name == "sobel":
         rgb = denormalize(images.detach().float().cpu())
         gray = torch.einsum("c,nchw->nhw", torch.tensor(_GRAY), rgb)

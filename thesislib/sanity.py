@@ -3,9 +3,14 @@
 Model randomisation: the trained model's parameters are re-initialised top-down and cumulatively,
 one stage at a time (STAGES: fc, then layer4, layer3, layer2, layer1, stem), and each method's
 maps of the same images, for the same (originally predicted) classes, are compared with the
-original maps per image by Spearman's rank correlation and SSIM. A method whose maps depend on
-the learned parameters changes as the stages go random; one whose median rank correlation is
-still above FLAG_SPEARMAN once fc and layer4 are random is flagged (`insensitive`).
+original maps per image by Spearman's rank correlation, SSIM and the similarity of their
+histograms of oriented gradients (HOG), the three measures of Adebayo et al. A method whose maps
+depend on the learned parameters changes as the stages go random. `findings` states, per method,
+what the randomised maps show once fc and layer4 are random (the rule is in its docstring):
+"passes", "insensitive" (the maps barely change), "inverted" (the same structure with the sign
+flipped: as dependent on the randomisation's absence as an unchanged map, so not a pass),
+"structure kept" (|rho| high, the sign varying by image) or "mostly constant" (no map left to
+compare, so the correlations say nothing).
 
 Re-initialisation uses the model's own initialisation (`thesislib.models.ResNet`: convolutions
 Kaiming-normal, fan out; norm layers weight 1 and bias 0, running statistics reset; the linear
@@ -15,7 +20,9 @@ the identity, is drawn like every other convolution, since a zero branch would l
 untouched.
 
 Data randomisation (a model trained on shuffled labels) is a run setting
-(`RunConfig.shuffle_labels`), explained and scored like every other run.
+(`RunConfig.shuffle_labels`), explained and scored like every other run; such a run keeps its last
+epoch's weights (`thesislib.train.train`'s `keep`), and `shuffled_fit` shows from the histories how
+far it fitted the shuffled labels.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -37,15 +45,28 @@ if TYPE_CHECKING:
 from thesislib import explain as X
 from thesislib.metrics import _average_ranks
 
-__all__ = ["STAGES", "FLAG_AFTER", "FLAG_SPEARMAN", "SSIM_WINDOW", "stage_modules", "reinitialise", "cascade",
-           "rank_correlation", "ssim", "model_randomisation", "for_run", "for_grid", "insensitive", "stage_labels"]
+__all__ = ["STAGES", "FLAG_AFTER", "FLAG_SPEARMAN", "FLAG_CONSTANT", "FINDINGS", "SSIM_WINDOW", "HOG_OPTIONS",
+           "stage_modules", "reinitialise", "cascade", "rank_correlation", "ssim", "hog_similarity",
+           "model_randomisation", "for_run", "for_grid", "findings", "stage_labels", "shuffled_fit"]
 
 STAGES = ("fc", "layer4", "layer3", "layer2", "layer1", "stem")
 """Randomised top-down, cumulatively: "fc" is the head (PRECODE's bottleneck with it), "stem" the first convolution."""
 FLAG_AFTER = "layer4"
 FLAG_SPEARMAN = 0.5
-"""A method is flagged when its median rank correlation, with fc and layer4 random, is above this."""
+"""The rank correlation (signed median, or median of |rho|) above which maps count as unchanged."""
+FLAG_CONSTANT = 0.5
+"""The share of constant randomised maps above which a method has "no map left to compare"."""
+FINDINGS = {
+    "constant": "mostly constant: no map left to compare",
+    "insensitive": "insensitive: maps barely change",
+    "inverted": "inverted: same structure, sign flipped",
+    "mixed": "structure kept: sign varies by image",
+    "passes": "passes",
+}
+"""The values of `findings`' "finding" column (see its docstring for the rule)."""
 SSIM_WINDOW = 7  # scikit-image's default
+HOG_OPTIONS = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3), block_norm="L2-Hys")
+"""skimage.feature.hog's settings (its defaults) for `hog_similarity`: maps need at least 24 x 24 px."""
 
 
 def _check_stages(stages: Sequence[str]) -> list[str]:
@@ -159,6 +180,34 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 1.0, win_size:
     return s.flatten(1).mean(1).float()
 
 
+def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of the HOG descriptors of each pair of maps, as Adebayo et al. compare
+    original and randomised maps: `skimage.feature.hog` (HOG_OPTIONS) of each map, then the
+    correlation coefficient of the two descriptors.
+
+    Args:
+        a, b: float [N, H, W], H and W at least 3 x 8 px (one block of HOG_OPTIONS).
+    Returns:
+        float32 [N] in [-1, 1]; 0 where either descriptor is constant (a constant map has no
+        gradient, so its descriptor is all zero: scipy gives NaN), as for `rank_correlation`.
+    """
+    from skimage.feature import hog
+
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(f"a, b: expected two batches of maps [N, H, W] of one shape, found {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+    side = HOG_OPTIONS["pixels_per_cell"][0] * HOG_OPTIONS["cells_per_block"][0]
+    if min(a.shape[1:]) < side:
+        raise ValueError(f"a: expected maps of at least {side} x {side} px for HOG, found {tuple(a.shape[1:])}")
+    out = torch.zeros(len(a), dtype=torch.float32)
+    for i, (x, y) in enumerate(zip(a.detach().double().cpu().numpy(), b.detach().double().cpu().numpy())):
+        hx, hy = hog(x, **HOG_OPTIONS), hog(y, **HOG_OPTIONS)
+        hx, hy = hx - hx.mean(), hy - hy.mean()
+        den = float(np.sqrt((hx * hx).sum() * (hy * hy).sum()))
+        out[i] = float((hx * hy).sum() / den) if den > 0 else 0.0
+    return out
+
+
 def model_randomisation(model: nn.Module, images: torch.Tensor, methods: Sequence[str], *,
                         targets: torch.Tensor | None = None, stages: Sequence[str] = STAGES,
                         seeds: Sequence[int] = (0,), layer: str = "layer4", batch_size: int = 32) -> pd.DataFrame:
@@ -178,7 +227,8 @@ def model_randomisation(model: nn.Module, images: torch.Tensor, methods: Sequenc
     Returns:
         One row per seed x stage x method x image: seed, stage (the last stage randomised; every
         one before it is random too), step (1 for the first stage), method, method_label, image
-        (its position in `images`), spearman, ssim, constant (the randomised map is constant).
+        (its position in `images`), spearman, abs_spearman (|spearman|), ssim, hog
+        (`hog_similarity`), constant (the randomised map is constant).
     """
     methods = list(methods)
     model.eval()
@@ -198,16 +248,18 @@ def model_randomisation(model: nn.Module, images: torch.Tensor, methods: Sequenc
             for method, maps in maps_of(randomised).items():
                 rho = rank_correlation(original[method], maps)
                 sim = ssim(original[method], maps)
+                hogs = hog_similarity(original[method], maps)
                 constant = maps.flatten(1).amax(1) == 0
                 for i in range(len(images)):
                     rows.append(dict(seed=int(seed), stage=stage, step=step, method=method,
                                      method_label=X.LABELS[method], image=i, spearman=float(rho[i]),
-                                     ssim=float(sim[i]), constant=bool(constant[i])))
+                                     abs_spearman=abs(float(rho[i])), ssim=float(sim[i]), hog=float(hogs[i]),
+                                     constant=bool(constant[i])))
     return pd.DataFrame(rows, columns=["seed", "stage", "step", "method", "method_label", "image", "spearman",
-                                       "ssim", "constant"])
+                                       "abs_spearman", "ssim", "hog", "constant"])
 
 
-SANITY_VERSION = 1  # bump when what a cached sanity table means changes
+SANITY_VERSION = 2  # bump when what a cached sanity table means changes (2: HOG and |rho| columns)
 
 
 def for_run(run, methods: Sequence[str] | None = None, *, images: int = 16, seeds: Sequence[int] = (0,),
@@ -272,23 +324,93 @@ def stage_labels(stages: Sequence[str] = STAGES) -> dict[str, str]:
     return {s: s if i == 0 else f"+ {s}" for i, s in enumerate(stages)}
 
 
-def insensitive(df: pd.DataFrame, *, after: str = FLAG_AFTER, threshold: float = FLAG_SPEARMAN) -> pd.DataFrame:
-    """Per method: the median rank correlation and SSIM once the cascade has reached `after`, and
-    whether the method is flagged (median rank correlation above `threshold`: its maps barely
-    changed although the top of the model is random).
+def findings(df: pd.DataFrame, *, after: str = FLAG_AFTER, threshold: float = FLAG_SPEARMAN,
+             constant_share: float = FLAG_CONSTANT) -> pd.DataFrame:
+    """Per method, what its maps show once the cascade has reached `after` (fc .. layer4 random).
+
+    The rule, over that stage's maps (images x randomisation seeds x trained models), first that
+    applies:
+
+    1. "mostly constant: no map left to compare": more than `constant_share` of the randomised
+       maps are constant (a constant map's rank correlation counts as 0, so the medians would
+       call an explainer that stopped explaining a pass);
+    2. "insensitive: maps barely change": the median rank correlation is above `threshold`;
+    3. "inverted: same structure, sign flipped": the median rank correlation is below
+       -`threshold`: the maps keep their structure upside down, which depends on the learned
+       weights no less than an unchanged map (Adebayo et al. report |rho| for this reason);
+    4. "structure kept: sign varies by image": the median |rho| is above `threshold` although the
+       signed median is not (kept per image, flipped on some);
+    5. "passes": otherwise; the randomised maps share little rank order with the originals.
+
+    SSIM and HOG similarity are reported beside ρ and do not enter the rule.
 
     Args:
         df: `model_randomisation`, `for_run` or `for_grid` rows.
     Returns:
-        Indexed by method label: "median ρ", "median SSIM", "maps" (images x seeds), "constant"
-        (share of those maps that became constant: their ρ counts as 0), "flagged".
+        Indexed by method label: "median ρ", "median |ρ|", "median SSIM", "median HOG", "maps"
+        (images x seeds x models), "constant" (share of those maps that became constant),
+        "finding" (a value of FINDINGS).
     """
     if after not in set(df["stage"]):
         raise ValueError(f"after: stage {after!r} not in the table (stages: {', '.join(dict.fromkeys(df['stage']))})")
-    part = df[df["stage"] == after]
+    missing = [c for c in ("method_label", "spearman", "ssim", "hog", "constant") if c not in df.columns]
+    if missing:
+        raise ValueError(f"df: expected the columns of model_randomisation, missing {', '.join(missing)} "
+                         f"(found {', '.join(map(str, df.columns))})")
+    part = df[df["stage"] == after].assign(abs_spearman=lambda d: d["spearman"].abs())
     g = part.groupby("method_label", sort=False)
-    out = pd.DataFrame({"median ρ": g["spearman"].median().round(3), "median SSIM": g["ssim"].median().round(3),
+    out = pd.DataFrame({"median ρ": g["spearman"].median().round(3), "median |ρ|": g["abs_spearman"].median().round(3),
+                        "median SSIM": g["ssim"].median().round(3), "median HOG": g["hog"].median().round(3),
                         "maps": g.size(), "constant": g["constant"].mean().round(2)})
-    out["flagged"] = out["median ρ"] > threshold
+    rho, absolute, const = g["spearman"].median(), g["abs_spearman"].median(), g["constant"].mean()
+
+    def finding(m: str) -> str:
+        if const[m] > constant_share:
+            return FINDINGS["constant"]
+        if rho[m] > threshold:
+            return FINDINGS["insensitive"]
+        if rho[m] < -threshold:
+            return FINDINGS["inverted"]
+        if absolute[m] > threshold:
+            return FINDINGS["mixed"]
+        return FINDINGS["passes"]
+
+    out["finding"] = [finding(m) for m in out.index]
     out.index.name = f"after randomising fc .. {after}"
+    return out
+
+
+def shuffled_fit(shuffled: pd.DataFrame, true: pd.DataFrame | None = None, *,
+                 majority_share: float | None = None) -> pd.DataFrame:
+    """How far models trained on shuffled labels fitted them, per training seed, from their
+    histories (`Grid.histories()`): the last epoch, whose weights such a run keeps.
+
+    Args:
+        shuffled: history rows (seed, epoch, train_acc, val_acc) of the shuffled-label runs.
+        true: history rows of the same architecture trained on the true labels (any seeds; those
+            of `shuffled` are used), or None.
+        majority_share: the training split's majority-class share (a fraction): the training
+            accuracy of a model that fitted nothing; shuffling keeps the class counts.
+    Returns:
+        Indexed by seed: "epochs", "train acc., shuffled labels (%)" (training accuracy on the
+        labels it was trained on, over the last epoch's augmented batches), "val acc., true labels
+        (%)" (the kept weights on the true validation labels), and with `true` "train acc., true
+        labels (%)" (the last epoch of the model trained on the true labels, same seed), with
+        `majority_share` "majority share (%)".
+    """
+    need = {"seed", "epoch", "train_acc", "val_acc"}
+    for name, df in (("shuffled", shuffled), ("true", true)):
+        if df is not None and not need <= set(df.columns):
+            raise ValueError(f"{name}: expected history rows with {', '.join(sorted(need))}, found columns "
+                             f"{', '.join(map(str, df.columns)) or 'none'}")
+    last = shuffled.sort_values("epoch").groupby("seed").last()
+    out = pd.DataFrame({"epochs": last["epoch"].astype(int),
+                        "train acc., shuffled labels (%)": (100 * last["train_acc"]).round(1),
+                        "val acc., true labels (%)": (100 * last["val_acc"]).round(1)})
+    if true is not None:
+        fitted = true.sort_values("epoch").groupby("seed").last()
+        out["train acc., true labels (%)"] = (100 * fitted["train_acc"].reindex(out.index)).round(1)
+    if majority_share is not None:
+        out["majority share (%)"] = round(100 * float(majority_share), 1)
+    out.index.name = "seed"
     return out

@@ -46,11 +46,11 @@ RECORDED: dict[str, Any] = {
         "data": "1061c156587e746f",
         "synth": "33fb3e1e7345ace3",
         "models": "6be16845bda579eb",
-        "train": "6d3f06712dfed830",
-        "evaluation": "1c89008b364c983b",
-        "metrics": "ceb7bbd9e96d246a",
+        "train": "e739646936460732",
+        "evaluation": "5b641d96a0b831b4",
+        "metrics": "0ccd8a3c7eeecea2",
         "explain": "123a24789d716e48",
-        "references": "dea12fcafff8bad2",
+        "references": "bd58db7937976fbd",
     },
 }
 # --- end of record ---

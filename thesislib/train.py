@@ -1,5 +1,5 @@
 """Training: Adam (or SGD with momentum, RMSprop), cross-entropy plus an L1/L2 penalty plus PRECODE's KL,
-best-val-loss checkpoint.
+best-val-loss checkpoint (the last epoch's weights for a model trained on shuffled labels).
 
 Same seed on the CPU gives the same history: python, numpy and torch are seeded, the batches
 draw their order and augmentation from their own seeded generator, and a resumed run restores
@@ -31,13 +31,14 @@ from thesislib.data import LagDataset
 from thesislib.models import channels_last_ok
 
 __all__ = ["seed_everything", "weight_penalty", "train", "default_device", "predict", "validate",
-           "learning_check", "memory_format", "with_shuffled_labels", "make_optimizer", "PENALTIES", "OPTIMIZERS", "SGD_MOMENTUM", "AMP",
+           "learning_check", "memory_format", "with_shuffled_labels", "make_optimizer", "PENALTIES", "OPTIMIZERS", "SGD_MOMENTUM", "AMP", "KEEP",
            "LEARNED_SE"]
 
 PENALTIES = ("none", "l1", "l2")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")  # see `make_optimizer`
 SGD_MOMENTUM = 0.9
 AMP = ("bf16", "off")  # autocast modes of `train`; None picks bf16 on CUDA, off on the CPU
+KEEP = ("best", "last")  # which epoch's weights `train` keeps (see its `keep`)
 LEARNED_SE = 2.0  # a run has learned if its accuracy beats the majority rate by this many binomial SEs
 
 
@@ -192,8 +193,9 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
           device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
           on_epoch: Callable[[int, nn.Module], dict] | None = None, progress: bool = True,
           amp: str | None = None, compile: bool = False, optimizer: str = "adam",
-          shuffle_labels: bool = False) -> list[dict]:
-    """Train `model` in place and leave it holding the lowest-validation-loss weights.
+          shuffle_labels: bool = False, keep: str | None = None) -> list[dict]:
+    """Train `model` in place and leave it holding the weights `keep` picks: by default those of
+    the epoch with the lowest validation loss, and the last epoch's for shuffled labels.
 
     Args:
         model: a freshly created model (create it after `seed_everything(seed)` for reproducible
@@ -214,6 +216,11 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
         optimizer: one of OPTIMIZERS (see `make_optimizer`).
         shuffle_labels: train on a seeded permutation of the training labels (`with_shuffled_labels`,
             Adebayo et al.'s data randomisation test); validation keeps the true labels.
+        keep: which epoch's weights `best.pt` holds and the model ends with: "best" (lowest
+            validation loss) or "last". None: "last" with shuffle_labels, else "best". A model
+            trained on shuffled labels must not be picked by its loss on the true labels: that
+            would keep the epoch that happens to fit them best (typically an early one, before the
+            model has fitted the shuffled labels); the last epoch has fitted them longest.
 
     Returns:
         History: one dict per epoch with epoch, train_loss (the objective: CE + penalty + beta*KL
@@ -226,6 +233,10 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
         raise ValueError(f"epochs and batch_size: expected positive integers, found {epochs!r} and {batch_size!r}")
     if amp is not None and amp not in AMP:
         raise ValueError(f"amp: expected one of {', '.join(AMP)} or None, found {amp!r}")
+    if keep is None:
+        keep = "last" if shuffle_labels else "best"
+    if keep not in KEEP:
+        raise ValueError(f"keep: expected one of {', '.join(KEEP)} or None, found {keep!r}")
     device = torch.device(device) if device is not None else default_device()
     if amp is None:
         amp = "bf16" if device.type == "cuda" else "off"
@@ -292,7 +303,7 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
         history.append(row)
         if progress:
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
-        if row["val_loss"] < best_loss:
+        if row["val_loss"] < best_loss or keep == "last":
             best_loss, best_dirty = row["val_loss"], True
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if ckpt is not None and (small or epoch + 1 == epochs or time.perf_counter() - saved >= CHECKPOINT_SECONDS):

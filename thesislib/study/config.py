@@ -140,6 +140,10 @@ class RunConfig:
             del out["skip_corrupt"]
         if not self.shuffle_labels:
             del out["shuffle_labels"]
+        else:
+            # what a shuffled-label run keeps changed (the last epoch, not the epoch that best fits
+            # the true labels; `thesislib.train.train`'s keep): only those runs change id
+            out["checkpoint"] = "last epoch"
         return out
 
     def evaluation_dict(self) -> dict[str, Any]:

@@ -327,7 +327,9 @@ def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | N
                                 on_epoch=_tracker(cfg, split.val) if cfg.track_every else None)
                 hist = pd.DataFrame(history)
                 _write_csv(hist, run.dir / "history.csv")
-                best = hist.loc[hist["val_loss"].idxmin()] if hist["val_loss"].notna().any() else hist.iloc[-1]
+                # the epoch best.pt holds: the last for a shuffled-label run (train's default `keep`)
+                kept_last = cfg.shuffle_labels or not hist["val_loss"].notna().any()
+                best = hist.iloc[-1] if kept_last else hist.loc[hist["val_loss"].idxmin()]
                 meta.update(finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                             train_seconds=round(time.time() - t0, 2))
                 atomic_write_text(run.dir / "meta.json", json.dumps(meta, indent=1) + "\n")
