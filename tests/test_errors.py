@@ -71,15 +71,20 @@ def _api_message(fn, *args, exc=D.DataError, **kwargs) -> str:
 
 # -- the data folder -----------------------------------------------------------------------------
 
+# what takes seconds to import; an answer about the data folder needs none of it
+HEAVY = ("torch", "torchvision", "pandas", "scipy", "skimage", "matplotlib", "seaborn", "numba", "cv2",
+         "pytorch_grad_cam", "sklearn", "papermill", "nbformat", "submitit")
+
+
 @pytest.mark.parametrize("command", [["check-data"], ["report", "--params", "params/smoke", "--data"]])
 def test_missing_data_root_fails_fast_without_torch(tmp_path, command):
-    code = ("import sys, time; from thesislib.cli import main; t = time.time(); rc = main(sys.argv[1:]); "
-            "print(rc, 'torch' in sys.modules, round(time.time() - t, 3))")
+    code = ("import sys; from thesislib.cli import main; rc = main(sys.argv[1:]); "
+            f"print(rc, ','.join(m for m in {HEAVY!r} if m in sys.modules) or '-')")
     r = subprocess.run([sys.executable, "-c", code, *command, str(tmp_path / "LAG")], cwd=ROOT, capture_output=True,
                        text=True)
     msg = _one_line(r.stderr, 2, f"{tmp_path / 'LAG'}: data root not found", "expected a folder in the LAG layout")
-    rc, imported, seconds = r.stdout.split()
-    assert imported == "False" and float(seconds) < 1.0
+    rc, imported = r.stdout.split()
+    assert imported == "-", f"imported {imported} before answering"
     assert _api_message(D.scan, tmp_path / "LAG") == msg
     assert _api_message(D.load_split, tmp_path / "LAG", 32) == msg
 
