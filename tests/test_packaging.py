@@ -111,3 +111,12 @@ def test_reference_tables_ship_with_the_package():
 
     text = resources.files("thesislib").joinpath("reference/reference_tables.csv").read_text()
     assert text.startswith("table,experiment") and len(text.splitlines()) == 340
+
+
+def test_the_license_is_an_spdx_expression():
+    """A TOML table there is deprecated by setuptools (a warning at every install, an error from 2027)."""
+    from importlib import metadata
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert metadata.metadata("thesislib")["License-Expression"] == "MIT"  # as installed (reinstall if not)
