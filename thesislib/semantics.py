@@ -46,7 +46,7 @@ RECORDED: dict[str, Any] = {
         "data": "1061c156587e746f",
         "synth": "33fb3e1e7345ace3",
         "models": "32980f1d1310c173",
-        "train": "6d3f06712dfed830",
+        "train": "1768b71238ea269d",
         "evaluation": "1c89008b364c983b",
         "metrics": "7a4d78f322fae253",
         "explain": "123a24789d716e48",
