@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11:
 #   make report   run the whole study (params/default, embedded synthetic data, CPU) -> reports/index.html
 #   make test     the tests, including every notebook executed at smoke scale (nbval)
+#                 (make test-under-load: the same while every core is kept busy)
 # Each target creates the environment (.venv) first if needed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -16,7 +17,7 @@ SMOKE  := build/smoke
 ENV    ?= venv
 SITE   := build/site
 
-.PHONY: all install report test test-unit smoke lab hooks clean clean-runs bench gpu-check wheels mutants
+.PHONY: all install report test test-under-load test-unit smoke lab hooks clean clean-runs bench gpu-check wheels mutants
 
 all: test
 
@@ -49,6 +50,12 @@ test: $(STAMP)
 		--out $(SMOKE)/index.html --workdir $(SMOKE)/notebooks && \
 	THESISLIB_RUNS=$(CURDIR)/$(SMOKE)/runs THESISLIB_SMOKE_REPORT=$(CURDIR)/$(SMOKE)/index.html \
 		$(BIN)/python -m pytest tests $(SMOKE)/notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+# `make test` while a busy loop runs on every core (LOAD=N loops instead), started and stopped by
+# tools/under_load.py, pass or fail: shows that no test depends on how fast the machine is. On
+# demand, not in CI (it takes about twice as long as `make test`).
+test-under-load: $(STAMP)
+	$(BIN)/python tools/under_load.py $(if $(LOAD),--workers $(LOAD)) -- $(MAKE) test
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"

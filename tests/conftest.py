@@ -1,6 +1,11 @@
-"""Shared fixtures: tiny synthetic data sets and tiny models, made on the spot (nothing downloaded)."""
+"""Shared fixtures: tiny synthetic data sets and tiny models, made on the spot (nothing downloaded),
+and the gate that holds a run mid-training while a test acts on it."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -8,6 +13,11 @@ import torch
 from thesislib.data import load_split
 from thesislib.models import create_model
 from thesislib.synth import SynthSpec, synthesize
+from thesislib.train import TEST_GATE
+
+# How long a test waits for something that must happen before it calls the suite hung. It guards
+# against a hang only: no test passes or fails by how fast the machine is.
+HANG_S = 15 * 60
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +46,57 @@ def tiny_model():
 def images():
     torch.manual_seed(1)
     return torch.randn(8, 3, 64, 64)
+
+
+def wait_until(condition: Callable[[], bool], what: str, *, alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll `condition` until it holds; fail if `alive()` turns false first, or after HANG_S (a hang)."""
+    deadline = time.monotonic() + HANG_S
+    while not condition():
+        assert alive(), f"gave up waiting: {what} (what should get there stopped first)"
+        assert time.monotonic() < deadline, f"no sign after {HANG_S} s: {what}"
+        time.sleep(0.05)
+
+
+class Gate:
+    """Runs held after a finished epoch while a test acts on them (thesislib.train's test hook).
+
+    A test holds a run before starting it; the run, once it has checkpointed epoch N, announces it
+    and waits until released (or killed, or cancelled). Every process started after the fixture set
+    $THESISLIB_TEST_GATE sees it: this process (inline), local pool workers, Slurm jobs.
+    """
+
+    hang_s = HANG_S
+    until = staticmethod(wait_until)
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def hold(self, run) -> None:
+        (self.folder / f"{run.run_id}.hold").touch()
+
+    def release(self, run) -> None:
+        (self.folder / f"{run.run_id}.hold").unlink(missing_ok=True)
+
+    def epochs(self, run) -> list[int]:
+        """The epochs `run` has announced (since the last `forget`)."""
+        return sorted(int(p.name.rsplit(".epoch", 1)[1]) for p in self.folder.glob(f"{run.run_id}.epoch*"))
+
+    def forget(self, run) -> None:
+        for p in self.folder.glob(f"{run.run_id}.epoch*"):
+            p.unlink()
+
+    def wait(self, run, epoch: int, *, alive: Callable[[], bool] = lambda: True) -> int:
+        """Wait until `run` has announced `epoch`; return the process id that trains it."""
+        path = self.folder / f"{run.run_id}.epoch{epoch}"
+        wait_until(path.exists, f"run {run.run_id} at the end of epoch {epoch}", alive=alive)
+        return int(path.read_text())
+
+
+@pytest.fixture
+def gate(tmp_path_factory, monkeypatch):
+    """A Gate; every hold is released when the test ends, pass or fail, so nothing stays blocked."""
+    folder = tmp_path_factory.mktemp("gate")
+    monkeypatch.setenv(TEST_GATE, str(folder))
+    yield Gate(folder)
+    for p in folder.glob("*.hold"):
+        p.unlink()

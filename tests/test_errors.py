@@ -71,15 +71,20 @@ def _api_message(fn, *args, exc=D.DataError, **kwargs) -> str:
 
 # -- the data folder -----------------------------------------------------------------------------
 
+# what takes seconds to import; an answer about the data folder needs none of it
+HEAVY = ("torch", "torchvision", "pandas", "scipy", "skimage", "matplotlib", "seaborn", "numba", "cv2",
+         "pytorch_grad_cam", "sklearn", "papermill", "nbformat", "submitit")
+
+
 @pytest.mark.parametrize("command", [["check-data"], ["report", "--params", "params/smoke", "--data"]])
 def test_missing_data_root_fails_fast_without_torch(tmp_path, command):
-    code = ("import sys, time; from thesislib.cli import main; t = time.time(); rc = main(sys.argv[1:]); "
-            "print(rc, 'torch' in sys.modules, round(time.time() - t, 3))")
+    code = ("import sys; from thesislib.cli import main; rc = main(sys.argv[1:]); "
+            f"print(rc, ','.join(m for m in {HEAVY!r} if m in sys.modules) or '-')")
     r = subprocess.run([sys.executable, "-c", code, *command, str(tmp_path / "LAG")], cwd=ROOT, capture_output=True,
                        text=True)
     msg = _one_line(r.stderr, 2, f"{tmp_path / 'LAG'}: data root not found", "expected a folder in the LAG layout")
-    rc, imported, seconds = r.stdout.split()
-    assert imported == "False" and float(seconds) < 1.0
+    rc, imported = r.stdout.split()
+    assert imported == "-", f"imported {imported} before answering"
     assert _api_message(D.scan, tmp_path / "LAG") == msg
     assert _api_message(D.load_split, tmp_path / "LAG", 32) == msg
 
@@ -285,7 +290,7 @@ def test_a_damaged_checkpoint_is_refused_and_recomputed(tmp_path, tiny_root):
     recorded = run.summary()["best_sha256"]
     best = run.dir / "best.pt"
     assert run.trained and len(recorded) == 64
-    scored = (run.eval_dir / "gradcam.csv").stat().st_mtime_ns
+    os.utime(run.eval_dir / "gradcam.csv", ns=(0, 0))  # a mark that any rewrite removes, however soon it comes
     best.write_bytes(best.read_bytes() + b"tampered")
     assert not run.trained and not run.complete
     msg = _api_message(run.load_model, exc=CheckpointError)
@@ -293,7 +298,7 @@ def test_a_damaged_checkpoint_is_refused_and_recomputed(tmp_path, tiny_root):
     assert "recomputes run" in msg
     study.run_all([cfg], runs_dir=tmp_path, executor=study.InlineExecutor(), progress=False)
     assert run.trained and run.summary()["best_sha256"] == recorded  # same seed, same weights
-    assert (run.eval_dir / "gradcam.csv").stat().st_mtime_ns != scored  # scored again: the old scores went with it
+    assert (run.eval_dir / "gradcam.csv").stat().st_mtime_ns != 0  # scored again: the old scores went with it
     run.load_model()
 
 

@@ -70,6 +70,22 @@ def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
     assert "slurm (partition=gpu" in spec.describe()
 
 
+def test_local_pool_workers_see_the_thesislib_variables_of_when_the_pool_was_made(monkeypatch):
+    """Workers fork from a fork server started once, with the environment of that moment; the pool
+    hands them the caller's THESISLIB_* variables as they are now (the test gate reaches them so)."""
+    from thesislib.study.executors import local_executor
+
+    monkeypatch.delenv("THESISLIB_PROBE", raising=False)
+    monkeypatch.setenv("THESISLIB_GONE", "set when the fork server may have started")
+    with local_executor(1) as pool:  # starts the fork server if no test has
+        assert pool.submit(os.getenv, "THESISLIB_GONE").result() == "set when the fork server may have started"
+    monkeypatch.setenv("THESISLIB_PROBE", "set later")
+    monkeypatch.delenv("THESISLIB_GONE")
+    with local_executor(1) as pool:
+        assert pool.submit(os.getenv, "THESISLIB_PROBE").result() == "set later"
+        assert pool.submit(os.getenv, "THESISLIB_GONE").result() is None
+
+
 def test_params_executor_and_flags(tmp_path, synth_root):
     path = _params(tmp_path / "p", synth_root, executor={"kind": "local", "workers": 2, "partition": "gpu"})
     assert load_sweep([path]).executor == ExecutorSpec(kind="local", workers=2, partition="gpu")

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -205,3 +207,33 @@ def test_learning_check_flags_majority_class_runs():
     assert learning_check(good, labels)["learned"]
     with pytest.raises(ValueError, match="pred, labels"):
         learning_check(good[:5], labels)
+
+
+def test_the_test_gate_holds_a_run_after_its_checkpoint_and_changes_no_number(split, tmp_path, gate, monkeypatch):
+    """thesislib.train's test hook (driven by conftest's `gate`): a held run announces its epoch after
+    writing last.pt and waits until released; its numbers and best.pt are those of a run without it."""
+    import types
+
+    import thesislib.train as T
+
+    run = types.SimpleNamespace(run_id="held")  # the hook names a run by its checkpoint folder
+    waits = []
+
+    def sleep(seconds):  # a wait of the hold loop: note what is there, then release the run
+        state = torch.load(tmp_path / "held" / "last.pt", weights_only=True)
+        waits.append((gate.epochs(run), state["epoch"]))
+        gate.release(run)
+    monkeypatch.setattr(T.time, "sleep", sleep)
+    gate.hold(run)
+    held = train(_fresh(dropout=0.3), split.train, split.val, epochs=2, batch_size=16, checkpoint_dir=tmp_path / "held",
+                 progress=False)
+    assert waits == [([1], 1)]  # held once, after epoch 1 and its checkpoint; not after epoch 2 (released)
+    assert gate.epochs(run) == [1, 2] and int((gate.folder / "held.epoch2").read_text()) == os.getpid()
+    monkeypatch.delenv(T.TEST_GATE)
+    free = train(_fresh(dropout=0.3), split.train, split.val, epochs=2, batch_size=16, checkpoint_dir=tmp_path / "free",
+                 progress=False)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(held) == strip(free)
+    a, b = (torch.load(tmp_path / d / "best.pt", weights_only=True) for d in ("held", "free"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in gate.folder.iterdir()) == ["held.epoch1", "held.epoch2"]  # nothing from the free run

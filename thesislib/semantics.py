@@ -46,7 +46,7 @@ RECORDED: dict[str, Any] = {
         "data": "1061c156587e746f",
         "synth": "33fb3e1e7345ace3",
         "models": "6be16845bda579eb",
-        "train": "e739646936460732",
+        "train": "9fa8ed9dbf9d3b2c",
         "evaluation": "5b641d96a0b831b4",
         "metrics": "0ccd8a3c7eeecea2",
         "explain": "123a24789d716e48",

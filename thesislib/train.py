@@ -16,6 +16,7 @@ the CPU channels-last is used only where `thesislib.models.channels_last_ok` say
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thesislib.atomic import atomic_save
+from thesislib.atomic import atomic_save, atomic_write_text
 from thesislib.data import LagDataset
 from thesislib.models import channels_last_ok
 
@@ -184,6 +185,27 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+TEST_GATE = "THESISLIB_TEST_GATE"  # see `_test_gate`
+
+
+def _test_gate(checkpoint_dir: Path, epoch: int) -> None:
+    """A hook for tests that need a run still training when they act on it (cancel, kill, a second sweep).
+
+    With $THESISLIB_TEST_GATE naming a folder, a run announces each epoch it has finished (its
+    checkpoint step done) as <folder>/<run>.epoch<N>, a file holding its process id, and then waits
+    while <folder>/<run>.hold exists; <run> is the checkpoint folder's name (the run id). It reads
+    and writes nothing of the run's, so no number changes. Unset (everywhere but the tests), it
+    costs one environment lookup per epoch. tests/conftest.py's `gate` fixture drives it.
+    """
+    folder = os.environ.get(TEST_GATE)
+    if not folder:
+        return
+    folder, run = Path(folder), checkpoint_dir.name
+    atomic_write_text(folder / f"{run}.epoch{epoch}", f"{os.getpid()}\n")
+    while (folder / f"{run}.hold").exists():
+        time.sleep(0.05)
+
+
 SMALL_STATE_BYTES = 16 * 2**20  # a model state this small is checkpointed after every epoch
 CHECKPOINT_SECONDS = 60.0        # else at most once a minute (a kill loses at most that much training)
 
@@ -314,6 +336,8 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
             atomic_save(dict(model=model.state_dict(), optimizer=optim.state_dict(), history=history,
                              epoch=epoch + 1, rng=_rng_state(gen)), ckpt / "last.pt")
             saved = time.perf_counter()
+        if ckpt is not None:
+            _test_gate(ckpt, epoch + 1)
     if ckpt is not None and (ckpt / "best.pt").is_file():
         model.load_state_dict(torch.load(ckpt / "best.pt", weights_only=True, map_location=device))
     elif best_state is not None:

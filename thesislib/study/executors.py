@@ -82,7 +82,9 @@ def local_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:
 
     Workers start from a fork server that has imported the study code once (where the platform
     has one; else they are spawned), so a pool starts in a moment, its workers skip seconds of
-    imports each, and they hold no state of the caller's.
+    imports each, and they hold no state of the caller's. A forked worker would inherit the fork
+    server's environment, fixed when the server started; each worker takes the caller's THESISLIB_*
+    variables as they are when the pool is created instead.
     """
     workers = workers or int(os.environ.get("THESISLIB_WORKERS", "0")) or os.cpu_count() or 1
     if "forkserver" in mp.get_all_start_methods():
@@ -91,7 +93,16 @@ def local_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:
         ctx.set_forkserver_preload(["thesislib.study.runs", "pytorch_grad_cam"])
     else:
         ctx = mp.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    ours = {k: v for k, v in os.environ.items() if k.startswith("THESISLIB_")}
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_take_environment,
+                                  initargs=(ours,))
+
+
+def _take_environment(ours: dict[str, str]) -> None:
+    """A pool worker's initializer: the THESISLIB_* variables are `ours`, exactly."""
+    for k in [k for k in os.environ if k.startswith("THESISLIB_") and k not in ours]:
+        del os.environ[k]
+    os.environ.update(ours)
 
 
 def _default_workers(workers: int | None) -> int:
