@@ -108,3 +108,5 @@ def test_power_by_family_uses_the_pairing_the_design_gives():
     # runs that never learned inform nothing
     results.loc[results["setting"] == "0.75", "learned"] = False
     assert R.power_by_family(results).set_index("family").loc["dropout", "settings"] == 2
+    results["learned"] = False
+    assert R.power_by_family(results).set_index("family").empty  # nothing learned: an empty table, not an error

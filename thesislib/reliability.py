@@ -245,5 +245,5 @@ def power_by_family(results: pd.DataFrame, method: str = "scorecam", metric: str
         for k in dict.fromkeys([n, *(seeds or (5, 10))]):
             row[f"detectable at {k} seeds"] = detectable_difference(sd, k, alpha, target, paired_design=paired)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["family", "design", "settings", "seeds", "sd"])
 

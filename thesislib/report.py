@@ -232,9 +232,15 @@ def _print_plan(params_dir: Path, names: list[str], all_params: dict, data: str 
 
     from thesislib.sweep import load_sweep, print_plan
 
-    trains = [params_dir / f"{n}.yaml" for n in names if "experiments" in all_params[n]]
+    from thesislib.study.grids import load_params
+
+    # 06_correlation (params_dir) computes every notebook's grid of its scale
+    study = any("params_dir" in all_params[n] for n in names)
+    candidates = NOTEBOOKS if study else names
+    trains = [params_dir / f"{n}.yaml" for n in candidates if (params_dir / f"{n}.yaml").is_file()
+              and "experiments" in (all_params[n] if n in all_params else load_params(params_dir / f"{n}.yaml"))]
     if not trains:
-        _say(f"plan: {len(names)} notebooks, no runs to train")
+        _say(f"plan: {len(names)} notebook{'s' * (len(names) != 1)}, no runs to train")
         return
     out = io.StringIO()
     print_plan(load_sweep(trains, data=data), out, notebooks=len(names))

@@ -359,10 +359,13 @@ def workers_of(spec: "ExecutorSpec") -> int:
 def plan(sweep: Sweep, *, notebooks: int = 0, speed: float | None = None) -> tuple[str, "pd.DataFrame"]:
     """The plan of a sweep before it starts, in one paragraph: runs to compute, and the time they
     are projected to take here (CPU seconds from `estimate` over the runs computing at once, plus
-    NOTEBOOK_SECONDS per notebook when `notebooks`); also `estimate`'s table."""
+    NOTEBOOK_SECONDS per notebook when `notebooks`, both at this machine's `speed`, measured when
+    None); also `estimate`'s table."""
     from thesislib.study.runs import distinct as distinct_runs
 
     runs = sweep.runs()
+    if speed is None and notebooks:
+        speed = machine_speed()  # the notebooks' own work slows with the machine too
     est = estimate(runs, speed=speed)
     n_all = len(distinct_runs(runs))
     n_train = int((est["todo"] == "train + evaluate").sum())
@@ -371,9 +374,10 @@ def plan(sweep: Sweep, *, notebooks: int = 0, speed: float | None = None) -> tup
     workers = workers_of(sweep.executor)
     timed = est["seconds"].notna()
     if timed.any() and workers:
-        wall = est["seconds"].sum() / workers + notebooks * NOTEBOOK_SECONDS
+        wall = est["seconds"].sum() / workers + notebooks * NOTEBOOK_SECONDS * (speed or 1.0)
         sources = " and ".join(sorted(set(est.loc[timed, "timed_by"])))
-        own = f", plus {NOTEBOOK_SECONDS:.0f} s for each of {notebooks} notebooks' own work" if notebooks else ""
+        own = (f", plus {NOTEBOOK_SECONDS * (speed or 1.0):.0f} s for each of {notebooks} notebooks' own work"
+               if notebooks else "")
         text += (f"; projected {_minutes(wall)} here: {_minutes(est['seconds'].sum())} of compute over {workers} "
                  f"at once{own}, timed by {sources}")
         if not timed.all():
