@@ -59,3 +59,16 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert gpu_check.main(["--device", "cpu", "--out", str(out)]) == 0
     text = out.read_text()
     assert "all agreement checks passed" in text and "score-cam (ours vs stock)" in text
+
+
+def test_profile_run_times_every_part_of_a_run(synth_root, capsys):
+    from benchmarks import profile_run
+
+    assert profile_run.main(["--params", str(profile_run.DEFAULT_PARAMS.parents[1] / "smoke" / "01_depth.yaml"),
+                             "--depth", "18", "--epochs", "1", "--images", "2", "--data", str(synth_root)]) == 0
+    out = capsys.readouterr().out
+    for part in ("training steps (per epoch)", "validation (per epoch)", "tracking (per tracked epoch)",
+                 "checkpoints (per epoch)", "faithfulness: O, both conventions (per map)", "reference: ceiling",
+                 *(f"explain: {m}" for m in ("cam", "gradcam", "scorecam", "eigencam", "scorecam-paper")),
+                 "total of the run", "check: evaluate()"):
+        assert part in out, part

@@ -1,6 +1,7 @@
 """Reliability: ICC(1) against scipy's one-way ANOVA and a simulation, Kendall's W against Friedman's test."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -70,3 +71,42 @@ def test_method_concordance_over_runs_and_metrics():
     t = R.method_concordance(_results(1.0), metrics=["iou_area"]).frame
     assert float(t.loc["IoU (A)", "Kendall's W"]) > 0.8  # every run ranks Score-CAM > CAM > Grad-CAM
     assert float(t.loc["IoU (A)", "seed-to-seed τ (mean)"]) > 0.8
+
+
+def _family_rows(family, settings, seeds, *, seed_effect, noise, paired, rng):
+    rows = []
+    shared = rng.normal(0, seed_effect, seeds)  # what a seed's initial weights add to every setting
+    for k, (label, mean) in enumerate(settings.items()):
+        for s in range(seeds):
+            effect = shared[s] if paired else rng.normal(0, seed_effect)
+            rows.append(dict(family=family, setting=label, seed=s, run_id=f"{family}-{label}-{s}", learned=True,
+                             pairing=f"init{s}" if paired else f"{family}-{label}-{s}", method="scorecam",
+                             iou_area=mean + effect + rng.normal(0, noise)))
+    return rows
+
+
+def test_power_by_family_uses_the_pairing_the_design_gives():
+    from thesislib.inference import detectable_difference
+
+    rng = np.random.default_rng(3)
+    rows = (_family_rows("dropout", {"0": 30, "0.5": 31, "0.75": 29}, 3, seed_effect=5, noise=0.5, paired=True, rng=rng)
+            + _family_rows("depth", {"18": 30, "34": 31, "50": 29}, 3, seed_effect=5, noise=0.5, paired=False, rng=rng))
+    results = pd.DataFrame(rows)
+    table = R.power_by_family(results).set_index("family")
+    assert table.loc["dropout", "design"] == "paired by seed" and table.loc["depth", "design"] == "unpaired (Welch)"
+    # paired: the seed's shared effect cancels in the differences, so far smaller differences are decided
+    assert table.loc["dropout", "detectable at 3 seeds"] < table.loc["depth", "detectable at 3 seeds"] / 3
+    d = results[results["family"] == "dropout"].pivot(index="pairing", columns="setting", values="iou_area")
+    diffs = pd.concat([d["0.5"] - d["0"], d["0.75"] - d["0"]])
+    sd = math.sqrt(((d["0.5"] - d["0"]).var() + (d["0.75"] - d["0"]).var()) / 2)  # pooled, 2 df each
+    assert table.loc["dropout", "sd"] == pytest.approx(sd) and len(diffs) == 6
+    assert table.loc["dropout", "detectable at 3 seeds"] == pytest.approx(detectable_difference(sd, 3))
+    assert table.loc["dropout", "detectable at 10 seeds"] < table.loc["dropout", "detectable at 3 seeds"]
+    pooled = math.sqrt(results[results["family"] == "depth"].groupby("setting")["iou_area"].var().mean())
+    assert table.loc["depth", "detectable at 5 seeds"] == pytest.approx(
+        detectable_difference(pooled, 5, paired_design=False))
+    # runs that never learned inform nothing
+    results.loc[results["setting"] == "0.75", "learned"] = False
+    assert R.power_by_family(results).set_index("family").loc["dropout", "settings"] == 2
+    results["learned"] = False
+    assert R.power_by_family(results).set_index("family").empty  # nothing learned: an empty table, not an error

@@ -1,5 +1,6 @@
 """`thesislib sweep` and the executors: params, flags, progress, failures, dry runs (no Slurm needed)."""
 
+import math
 import os
 import re
 import stat
@@ -12,6 +13,7 @@ from thesislib import cli, study
 from thesislib.study import runs as R
 from thesislib.study.config import ConfigError, RunConfig
 from thesislib.study.executors import ExecutorSpec, SlurmExecutor
+from thesislib import sweep as sweep_mod
 from thesislib.sweep import load_sweep, run_sweep
 
 TINY = dict(input_size=64, stem="compact", width=0.0625, depth=18, epochs=1, batch_size=32, eval_images=4,
@@ -138,18 +140,48 @@ def test_dry_run_lists_what_is_missing_and_its_cost(tmp_path, synth_root, capsys
     args = ["sweep", str(path), "--runs", str(tmp_path / "runs"), "--dry-run"]
     assert cli.main(args) == 0
     text = capsys.readouterr().out
-    assert "2 runs from" in text and "2 missing (2 to train" in text and "2 without such a run to time them by" in text
+    assert "plan: 2 runs, 0 in the cache, 2 to compute (2 to train" in text
+    # nothing finished to time them by: the measured per-image costs, scaled to this machine now
+    assert re.search(r"projected [\d.]+ min here: [\d.]+ min of compute over \d+ at once, timed by measured costs",
+                     text), text
+    assert f"a quicker look: {sweep_mod.QUICK_LOOK[0]}" in text
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/done.json"))
     study.run_all([RunConfig.from_dict({**TINY, "data": str(synth_root), "seed": 0})], runs_dir=tmp_path / "runs",
                   executor="inline", progress=False)
     assert cli.main(args) == 0
     text = capsys.readouterr().out
     [seed1] = study.plan([RunConfig.from_dict({**TINY, "data": str(synth_root), "seed": 1})], tmp_path / "runs")
-    assert "1 in the cache, 1 missing" in text and seed1.run_id in text
-    assert re.search(r"about \d+:\d\d of compute for 1 of the 1 \(timed by finished runs", text), text
-    est = __import__("thesislib.sweep", fromlist=["estimate"]).estimate([seed1])
+    assert "1 in the cache, 1 to compute" in text and seed1.run_id in text
+    assert "timed by runs folder" in text, text
+    est = sweep_mod.estimate([seed1])
     n_train = round(120 * 0.6)  # 120 images, a 0.6 training share, one epoch
     assert int(est["train_images"].iloc[0]) == pytest.approx(n_train, abs=2) and est["maps"].iloc[0] == 4 * 2
+
+
+def test_measured_costs_scale_with_pixels_and_machine_speed(tmp_path, synth_root):
+    config = RunConfig.from_dict({**TINY, "data": str(synth_root), "methods": ["gradcam", "scorecam"]})
+    slow, fast = sweep_mod._reference_rate(config, 2.0), sweep_mod._reference_rate(config, 1.0)
+    costs, pixels = sweep_mod.PER_IMAGE[18], (64 / sweep_mod.REFERENCE_SIZE) ** 2
+    assert fast["train"] == pytest.approx(costs["train"] * pixels) and fast["scorecam"] == pytest.approx(costs["scorecam"] * pixels)
+    assert fast["gradcam"] == pytest.approx(costs["method"] * pixels) and fast["prior"] == pytest.approx(costs["reference"] * pixels)
+    assert all(slow[k] == pytest.approx(2 * fast[k]) for k in fast)
+    assert sweep_mod._reference_rate(config.replace(width=1.0), 1.0) is None  # no measured cost: no projection
+    [run] = study.plan([config], tmp_path / "runs")
+    one, two = (sweep_mod.estimate([run], speed=s)["seconds"].iloc[0] for s in (1.0, 2.0))
+    n_train, n_scored = sweep_mod._counts(run, {})
+    assert one == pytest.approx(n_train * fast["train"] + n_scored * sum(fast[m] for m in run.missing_methods()))
+    assert two == pytest.approx(2 * one)
+    speed = sweep_mod.machine_speed(steps=2)
+    assert speed > 0 and math.isfinite(speed)  # a ratio; never compared with a wall-clock bound
+
+
+def test_the_plan_divides_compute_by_the_runs_at_once_and_adds_the_notebooks(tmp_path, synth_root):
+    path = _params(tmp_path / "p", synth_root, seeds=(0, 1), executor={"kind": "local", "workers": 2})
+    sweep = load_sweep([path], runs=tmp_path / "runs")
+    text, est = sweep_mod.plan(sweep, notebooks=3, speed=1.0)
+    compute = est["seconds"].sum()
+    assert f"projected {sweep_mod._minutes(compute / 2 + 3 * sweep_mod.NOTEBOOK_SECONDS)} here" in text, text
+    assert f"{sweep_mod._minutes(compute)} of compute over 2 at once" in text
 
 
 def _calls(src: str, name: str) -> list[str]:

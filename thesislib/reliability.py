@@ -10,6 +10,9 @@ metrics agree on which explainer is best?
   with the ties correction), and its chi-square test, which is Friedman's (scipy's
   `friedmanchisquare`): 1 when every ranking agrees, 0 when they are unrelated.
 - `setting_reliability`, `method_concordance`: the tables of the report's reliability panel.
+- `power_by_family`: per family, the smallest difference the judge decides with 80 % power at the
+  study's seeds (`thesislib.inference.detectable_difference`), from the seed-to-seed spread of the
+  learned runs: what a design buys, and what a change of design would lose.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["icc", "kendalls_w", "setting_reliability", "method_concordance", "PANEL_METRICS"]
+__all__ = ["icc", "kendalls_w", "setting_reliability", "method_concordance", "power_by_family", "PANEL_METRICS"]
 
 PANEL_METRICS = ("iou_area", "iou_bbox", "pointing_game", "relevance_mass", "average_drop", "increase_in_confidence")
 LEVEL = 0.95
@@ -189,3 +192,58 @@ def method_concordance(results: pd.DataFrame, metrics: Sequence[str] = PANEL_MET
 
 def _num(x: float, digits: int = 2) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _paired_sd(part: pd.DataFrame, metric: str, settings: list) -> tuple[float, int, bool]:
+    """(sd, df, paired): the pooled sd of the per-seed differences of each setting to the first one
+    where they share initial weights (`pairing`), else the pooled within-setting sd (Welch's design)."""
+    first = part[part["setting"] == settings[0]].set_index("pairing")[metric]
+    sums = dfs = 0.0
+    paired = "pairing" in part.columns
+    for other in settings[1:]:
+        diff = (part[part["setting"] == other].set_index("pairing")[metric] - first).dropna()
+        if len(diff) < 2:
+            paired = False
+            break
+        sums += float(diff.var(ddof=1)) * (len(diff) - 1)
+        dfs += len(diff) - 1
+    if paired and dfs:
+        return math.sqrt(sums / dfs), int(dfs), True
+    sums = dfs = 0.0
+    for _, group in part.groupby("setting")[metric]:
+        if len(group) >= 2:
+            sums += float(group.var(ddof=1)) * (len(group) - 1)
+            dfs += len(group) - 1
+    return (math.sqrt(sums / dfs) if dfs else math.nan), int(dfs), False
+
+
+def power_by_family(results: pd.DataFrame, method: str = "scorecam", metric: str = "iou_area",
+                    seeds: Sequence[int] | None = None, alpha: float = 0.05, target: float = 0.8) -> pd.DataFrame:
+    """Per family: the smallest true difference of `metric` (for `method`) between two of its settings
+    that a one-sided test at `alpha` decides with `target` power, at the seeds the grid has and at
+    `seeds` more (default 5 and 10): a paired t-test on the differences by seed where the design pairs
+    settings (their sd pooled over the settings against the first), Welch's test otherwise (the
+    pooled within-setting sd). Learned runs only.
+
+    Returns:
+        One row per family: family, design, settings, seeds (per setting, the most any has), sd,
+        and one column "detectable at n seeds" per n, in the metric's unit.
+    """
+    from thesislib.inference import detectable_difference
+
+    part = _runs(results)
+    part = part[(part["method"] == method) & part[metric].notna()] if metric in part.columns else part.iloc[:0]
+    rows = []
+    for family, fam in part.groupby("family", sort=False):
+        settings = list(dict.fromkeys(fam["setting"]))
+        if len(settings) < 2:
+            continue
+        n = int(fam.groupby("setting").size().max())
+        sd, df, paired = _paired_sd(fam, metric, settings)
+        row = {"family": family, "design": "paired by seed" if paired else "unpaired (Welch)",
+               "settings": len(settings), "seeds": n, "sd": sd}
+        for k in dict.fromkeys([n, *(seeds or (5, 10))]):
+            row[f"detectable at {k} seeds"] = detectable_difference(sd, k, alpha, target, paired_design=paired)
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["family", "design", "settings", "seeds", "sd"])
+

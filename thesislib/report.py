@@ -197,6 +197,7 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     for noisy in ("traitlets", "asyncio", "blib2to3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    _print_plan(params_dir, names, all_params, data)
     t_start = time.time()
     outcomes = []
     for i, name in enumerate(names, 1):
@@ -221,6 +222,30 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     atomic_write_text(out, html)
     _say(f"wrote {out} ({len(html) / 1e6:.1f} MB) in {wall / 60:.1f} min; executed notebooks in {work}")
     return all(o["ok"] for o in outcomes)
+
+
+def _print_plan(params_dir: Path, names: list[str], all_params: dict, data: str | None) -> None:
+    """Before any notebook starts: the runs the notebooks' grids will compute and the time projected
+    here (`thesislib.sweep.plan`; a notebook's extras beyond its grid, such as 03's sanity checks,
+    are in its per-notebook share), and the command for a quicker look."""
+    import io
+
+    from thesislib.sweep import load_sweep, print_plan
+
+    from thesislib.study.grids import load_params
+
+    # 06_correlation (params_dir) computes every notebook's grid of its scale
+    study = any("params_dir" in all_params[n] for n in names)
+    candidates = NOTEBOOKS if study else names
+    trains = [params_dir / f"{n}.yaml" for n in candidates if (params_dir / f"{n}.yaml").is_file()
+              and "experiments" in (all_params[n] if n in all_params else load_params(params_dir / f"{n}.yaml"))]
+    if not trains:
+        _say(f"plan: {len(names)} notebook{'s' * (len(names) != 1)}, no runs to train")
+        return
+    out = io.StringIO()
+    print_plan(load_sweep(trains, data=data), out, notebooks=len(names))
+    for line in out.getvalue().splitlines():
+        _say(line)
 
 
 _PROGRESS = re.compile(r"^\s*(\[\d+/\d+ |\d+ of \d+ runs cached)")

@@ -222,14 +222,86 @@ def _rates(runs_dir: Path, planned: list["Run"], counts: dict, per_shape: int = 
             for shape, ss in samples.items()}
 
 
-def estimate(runs: list["Run"]) -> "pd.DataFrame":
+# CPU seconds per image with one torch thread, for ResNets at width 1/16 with the compact stem on
+# 112 px inputs (the default scale), measured by `python -m benchmarks.profile_run --depth 18 34 50
+# --epochs 2 --images 32` (benchmarks/RESULTS.md). "train": per training image and epoch (the
+# optimiser steps, the validation pass and tracking every second epoch); "steps": the optimiser steps
+# alone (what `machine_speed` measures again here); a method's or reference map's cost: per scored
+# image, its map with both faithfulness passes and the metrics. Other input sizes scale with the pixels.
+REFERENCE_SIZE = 112
+PER_IMAGE: dict[int, dict[str, float]] = {
+    18: {"steps": 3.57e-3, "train": 4.50e-3, "scorecam": 12.7e-3, "scorecam-paper": 13.0e-3, "eigencam": 2.4e-3,
+         "method": 2.5e-3, "reference": 1.9e-3},
+    34: {"steps": 5.38e-3, "train": 6.70e-3, "scorecam": 22.0e-3, "scorecam-paper": 23.0e-3, "eigencam": 3.0e-3,
+         "method": 3.0e-3, "reference": 2.2e-3},
+    50: {"steps": 3.65e-3, "train": 4.74e-3, "scorecam": 72.0e-3, "scorecam-paper": 85.3e-3, "eigencam": 8.7e-3,
+         "method": 4.1e-3, "reference": 3.0e-3},
+}
+NOTEBOOK_SECONDS = 15.0  # a notebook's own cost (kernel, imports, tables, figures): 00 and 06 of the smoke report
+
+
+def _reference_rate(config, speed: float) -> dict[str, float] | None:
+    """Seconds per training image ("train") and per scored image of each method and reference map
+    for `config` from PER_IMAGE, times `speed` (this machine's time over the reference machine's);
+    None for a model or stem PER_IMAGE does not cover."""
+    from thesislib.references import REFERENCES
+
+    costs = PER_IMAGE.get(config.depth)
+    if costs is None or config.width != 0.0625 or config.stem != "compact":
+        return None
+    scale = speed * (config.input_size / REFERENCE_SIZE) ** 2
+    out = {"train": costs["train"] * scale}
+    for m in config.scored_ids:
+        key = m if m in costs else "reference" if m in REFERENCES else "method"
+        out[m] = costs[key] * scale
+    return out
+
+
+def machine_speed(steps: int = 6) -> float:
+    """This machine's time over the reference machine's for the optimiser steps of PER_IMAGE (one
+    torch thread, ResNet-18 at the default scale, batch 16; after one untimed step): 2 means half
+    as fast, now (other work on the machine counts). About a second."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    from thesislib.models import create_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        model = create_model("resnet18", width=0.0625, stem="compact")
+        optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = torch.rand(16, 3, REFERENCE_SIZE, REFERENCE_SIZE, generator=gen)
+        y = torch.randint(0, 2, (16,), generator=gen)
+        seconds = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            optim.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optim.step()
+            seconds.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    per_image = sorted(seconds[1:])[len(seconds[1:]) // 2] / len(y)  # the median step
+    return per_image / PER_IMAGE[18]["steps"]
+
+
+def estimate(runs: list["Run"], *, speed: float | None = None) -> "pd.DataFrame":
     """What computing the missing part of `runs` costs, one row per run that is not complete.
 
     Columns: run_id, run (its settings), todo ("train + evaluate" or the methods to evaluate),
     train_images (epochs x training images), maps (scored images x missing methods and reference
     maps), scorecam_forwards (Score-CAM's masked forward passes: one per layer4 channel and scored
-    image), seconds (estimated from finished runs of the same model, input size and data in the
-    runs folder; NaN where there is none).
+    image), seconds (CPU seconds with one thread: from finished runs of the same model, input size
+    and data in the runs folder, else from PER_IMAGE times `speed`, else NaN), timed_by ("runs
+    folder", "measured costs" or "").
+
+    Args:
+        speed: this machine's time over PER_IMAGE's machine (`machine_speed`); None measures it
+            when some run has no finished run to be timed by.
     """
     import pandas as pd
 
@@ -248,46 +320,101 @@ def estimate(runs: list["Run"]) -> "pd.DataFrame":
         to_train.add(r.run_id)
         train_images = c.epochs * n_train if trains else 0
         forwards = n_scored * pooled_dim(c.depth, c.width) * sum(m.startswith("scorecam") for m in missing)
-        rate = rates.get(_shape(r))
-        seconds = float("nan")
-        if rate is not None and (not trains or "train" in rate) and all(m in rate for m in missing):
-            seconds = train_images * rate.get("train", 0.0) + sum(n_scored * rate[m] for m in missing)
+        seconds, timed_by = float("nan"), ""
+        for source in ("runs folder", "measured costs"):
+            if source == "runs folder":
+                rate = rates.get(_shape(r))
+            else:
+                if speed is None and _reference_rate(c, 1.0) is not None:
+                    speed = machine_speed()
+                rate = _reference_rate(c, speed or 1.0)
+            if rate is not None and (not trains or "train" in rate) and all(m in rate for m in missing):
+                seconds = train_images * rate.get("train", 0.0) + sum(n_scored * rate[m] for m in missing)
+                timed_by = source
+                break
         rows.append(dict(run_id=r.run_id, run=run_label(r),
                          todo="train + evaluate" if trains else "evaluate " + ", ".join(missing),
                          train_images=train_images, maps=n_scored * len(missing), scorecam_forwards=forwards,
-                         seconds=seconds))
-    return pd.DataFrame(rows, columns=["run_id", "run", "todo", "train_images", "maps", "scorecam_forwards", "seconds"])
+                         seconds=seconds, timed_by=timed_by))
+    return pd.DataFrame(rows, columns=["run_id", "run", "todo", "train_images", "maps", "scorecam_forwards", "seconds",
+                                       "timed_by"])
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 600 else f"{seconds / 60:.0f} min"
+
+
+def workers_of(spec: "ExecutorSpec") -> int:
+    """How many runs compute at once under `spec` on this machine (slurm: its array parallelism, or 0
+    for as many as the cluster gives)."""
+    from thesislib.study.executors import _default_workers
+
+    if spec.kind == "slurm":
+        return spec.array_parallelism or 0
+    if spec.kind == "inline":
+        return 1
+    return _default_workers(spec.workers)
+
+
+def plan(sweep: Sweep, *, notebooks: int = 0, speed: float | None = None) -> tuple[str, "pd.DataFrame"]:
+    """The plan of a sweep before it starts, in one paragraph: runs to compute, and the time they
+    are projected to take here (CPU seconds from `estimate` over the runs computing at once, plus
+    NOTEBOOK_SECONDS per notebook when `notebooks`, both at this machine's `speed`, measured when
+    None); also `estimate`'s table."""
+    from thesislib.study.runs import distinct as distinct_runs
+
+    runs = sweep.runs()
+    if speed is None and notebooks:
+        speed = machine_speed()  # the notebooks' own work slows with the machine too
+    est = estimate(runs, speed=speed)
+    n_all = len(distinct_runs(runs))
+    n_train = int((est["todo"] == "train + evaluate").sum())
+    text = (f"plan: {n_all} runs, {n_all - len(est)} in the cache, {len(est)} to compute ({n_train} to train, "
+            f"{len(est) - n_train} only to evaluate) on {sweep.executor.describe()}")
+    workers = workers_of(sweep.executor)
+    timed = est["seconds"].notna()
+    if timed.any() and workers:
+        wall = est["seconds"].sum() / workers + notebooks * NOTEBOOK_SECONDS * (speed or 1.0)
+        sources = " and ".join(sorted(set(est.loc[timed, "timed_by"])))
+        own = (f", plus {NOTEBOOK_SECONDS * (speed or 1.0):.0f} s for each of {notebooks} notebooks' own work"
+               if notebooks else "")
+        text += (f"; projected {_minutes(wall)} here: {_minutes(est['seconds'].sum())} of compute over {workers} "
+                 f"at once{own}, timed by {sources}")
+        if not timed.all():
+            text += f"; {int((~timed).sum())} runs have no cost to project by"
+    elif not est.empty:
+        text += "; no projection (no finished run of these models here, and no measured cost for them)"
+    return text, est
+
+
+QUICK_LOOK = ("make report PARAMS=params/smoke", "about 5 minutes on 2 cores")  # its report, as `make test` makes it
+
+
+def print_plan(sweep: Sweep, out, *, notebooks: int = 0) -> "pd.DataFrame":
+    """Print the plan (`plan`) and the command for a quicker look; return `estimate`'s table."""
+    text, est = plan(sweep, notebooks=notebooks)
+    print(text, file=out)
+    if not est.empty and not any("smoke" in Path(f).parts for f in sweep.sources):
+        print(f"a quicker look: {QUICK_LOOK[0]} ({QUICK_LOOK[1]})", file=out)
+    return est
 
 
 def _dry_run(sweep: Sweep, out) -> int:
     from thesislib.study.runs import _clock
 
-    from thesislib.study.runs import distinct as distinct_runs
-
-    runs = sweep.runs()
-    est = estimate(runs)
-    distinct = len(distinct_runs(runs))
     print(f"runs folder: {sweep.runs_dir}", file=out)
-    print(f"executor: {sweep.executor.describe()}", file=out)
-    n_train = int((est["todo"] == "train + evaluate").sum())
-    print(f"{distinct} runs from {', '.join(map(str, sweep.sources))}: {distinct - len(est)} in the cache, "
-          f"{len(est)} missing ({n_train} to train, {len(est) - n_train} only to evaluate)", file=out)
+    print(f"params: {', '.join(map(str, sweep.sources))}", file=out)
+    est = print_plan(sweep, out)
     if est.empty:
         return 0
     shown = est.assign(seconds=[_clock(s) if s == s else "?" for s in est["seconds"]])
     print(shown.to_string(index=False, justify="left",
                           formatters={"run": f"{{:<{shown['run'].str.len().max()}}}".format,
                                       "todo": f"{{:<{shown['todo'].str.len().max()}}}".format}), file=out)
-    timed = est["seconds"].notna()
-    total = est["seconds"].sum()
-    line = (f"total: {est['train_images'].sum():,} training images, {est['maps'].sum():,} maps, "
-            f"{est['scorecam_forwards'].sum():,} Score-CAM forwards")
-    if timed.any():
-        line += (f"; about {_clock(total)} of compute for {int(timed.sum())} of the {len(est)} (timed by finished "
-                 "runs of the same model and data in the runs folder, on the machines that made them)")
-    if not timed.all():
-        line += f"; {int((~timed).sum())} without such a run to time them by"
-    print(line, file=out)
+    print(f"total: {est['train_images'].sum():,} training images, {est['maps'].sum():,} maps, "
+          f"{est['scorecam_forwards'].sum():,} Score-CAM forwards; seconds are CPU seconds of one thread "
+          "(runs folder: finished runs of the same model and data, on the machines that made them; measured "
+          "costs: thesislib.sweep.PER_IMAGE scaled by this machine's speed now)", file=out)
     return 0
 
 
@@ -363,6 +490,7 @@ def main(args: argparse.Namespace, out=None) -> int:
     sweep = load_sweep(args.params, data=args.data, runs=args.runs, executor=spec_overrides(args) or None)
     if args.dry_run:
         return _dry_run(sweep, out)
+    print_plan(sweep, out)
     outcome = run_sweep(sweep)
     if outcome.failures:
         print(f"thesislib: {len(outcome.failures)} of {len(outcome.submitted)} runs failed "

@@ -1,0 +1,235 @@
+"""Where one default-scale run spends its time: training, validation, tracking, each explainer,
+the reference maps, the faithfulness passes and the metrics, timed separately.
+
+    python -m benchmarks.profile_run                       # ResNet-18 (batch 16) and ResNet-50 (batch 32)
+    python -m benchmarks.profile_run --depth 50 --epochs 2 # shorter: per-epoch costs are what matter
+
+The run is the params file's (default params/default/01_depth.yaml over its shared.yaml), at each
+depth, with every method and reference map; the batch size is RQ1's for ResNet-18/34 (16) and the
+RQ2/4/5 baseline's for ResNet-50 (32) unless --batch-size says otherwise. Training goes through
+`thesislib.train.train` and evaluation's parts through the functions `thesislib.evaluation.evaluate`
+calls, on the same batches of the same scored images; `evaluate` itself is timed too, as a check
+that the parts add up. A method's time is what it costs alone (the shared forward and backward
+pass charged to each gradient method, as `explain_all` reports it); the table also gives what the
+one shared pass of the gradient methods, CAM and EigenCAM costs together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from thesislib import evaluation as E
+from thesislib import explain as X
+from thesislib import metrics as M
+from thesislib import references as R
+from thesislib import train as T
+from thesislib.data import load_split, resolve_root
+from thesislib.models import create_model
+from thesislib.study.config import RunConfig
+from thesislib.study.grids import load_params
+from thesislib.study.runs import _tracker
+
+DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "params" / "default" / "01_depth.yaml"
+BATCH = {18: 16, 34: 16, 50: 32}  # RQ1's batch size; ResNet-50: the RQ2/4/5 baseline's
+ONE_PASS = "explain: one shared pass (cam, gradient methods, eigencam)"
+# paid once per process, not per run: the data (decoded once into the runs folder's cache, then
+# read from it), the imports of pytorch-grad-cam (OpenCV, scikit-learn) and numba's compilation
+ONCE = ("data: decode and split (once)", "warm-up: imports, numba compilation (once per process)")
+
+# CPU seconds of this process (every thread of it) by default, --wall for wall-clock. Other work on
+# the machine inflates both, CPU seconds less (shared caches and memory bandwidth only; on a 2-core
+# machine under a load of 7 they came out about twice those of a quiet machine)
+now = time.process_time
+
+
+class Clock:
+    """Seconds and counts per named part."""
+
+    def __init__(self):
+        self.seconds, self.count = defaultdict(float), defaultdict(int)
+
+    def add(self, part: str, seconds: float, count: int = 1) -> None:
+        self.seconds[part] += seconds
+        self.count[part] += count
+
+    def timed(self, part: str, fn, count: int = 1):
+        def wrapper(*args, **kwargs):
+            t0 = now()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(part, now() - t0, count)
+        return wrapper
+
+
+def config(params: Path, depth: int, batch_size: int | None, epochs: int | None, images: int | None) -> RunConfig:
+    base = dict(load_params(params).get("base", {}))
+    base.update(depth=depth, batch_size=batch_size or BATCH[depth], methods=list(X.METHODS),
+                references=list(R.REFERENCES))
+    if epochs:
+        base["epochs"] = epochs
+    if images:
+        base["eval_images"] = images
+    return RunConfig.from_dict(base, source=str(params))
+
+
+def profile(cfg: RunConfig, data: str | None, workdir: Path) -> tuple[Clock, dict]:
+    clock = Clock()
+    t0 = now()
+    root = resolve_root(data if data is not None else cfg.data)
+    split = load_split(root, cfg.input_size, fractions=cfg.split, split_seed=cfg.split_seed, cache_dir=workdir / "cache")
+    clock.add(ONCE[0], now() - t0)
+    t0 = now()
+    T.seed_everything(cfg.seed)
+    warm = create_model(cfg.model_name, **cfg.model_kwargs()).eval()
+    E.evaluate(warm, split.val, list(cfg.methods), references=list(cfg.references), max_images=2,
+               prior=R.mean_expert_map(split.train))
+    clock.add(ONCE[1], now() - t0)
+
+    # training, with validation, tracking and checkpoints timed apart from the epochs' steps
+    T.seed_everything(cfg.seed)
+    model = create_model(cfg.model_name, **cfg.model_kwargs())
+    tracker = _tracker(cfg, split.val) if cfg.track_every else None
+    tracked_epochs = []
+
+    def on_epoch(epoch, m):
+        if epoch % cfg.track_every and epoch != cfg.epochs:
+            return {}
+        tracked_epochs.append(epoch)
+        return clock.timed("tracking (per tracked epoch)", tracker)(epoch, m)
+
+    saved_validate, saved_save = T.validate, T.atomic_save
+    T.validate = clock.timed("validation (per epoch)", saved_validate)
+    T.atomic_save = clock.timed("checkpoints (per epoch)", saved_save, count=0)
+    t0 = now()
+    try:
+        history = T.train(model, split.train, split.val, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                          optimizer=cfg.optimizer, penalty=cfg.penalty, penalty_lambda=cfg.penalty_lambda,
+                          seed=cfg.seed, device="cpu", checkpoint_dir=workdir / "run", progress=False,
+                          on_epoch=on_epoch if tracker else None)
+    finally:
+        T.validate, T.atomic_save = saved_validate, saved_save
+    spent = now() - t0
+    clock.count["checkpoints (per epoch)"] = cfg.epochs
+    other = sum(clock.seconds[p] for p in ("validation (per epoch)", "tracking (per tracked epoch)",
+                                           "checkpoints (per epoch)"))
+    clock.add("training steps (per epoch)", spent - other, cfg.epochs)
+
+    # evaluation, part by part, on evaluate()'s batches of its scored images
+    model.eval()
+    data_eval = split[cfg.eval_split]
+    prior = R.mean_expert_map(split.train)
+    t0 = now()
+    logits, labels = T.predict(model, data_eval)
+    clock.add("eval: predict the split", now() - t0)
+    rows = E.stratified_subset(labels, cfg.eval_images)
+    targets_all = logits.argmax(1)
+    grid = X.grid_at(model, cfg.input_size)
+    n = len(rows)
+    one_pass = [m for m in cfg.methods if m in X._ONE_PASS]
+    for start in range(0, n, 32):
+        part = rows[start:start + 32]
+        x, _, maps = data_eval.batch(part)
+        targets = targets_all[part]
+        k = len(part)
+        heat = {}
+        for method in cfg.methods:  # each alone: what it costs when a run asks for it only
+            t0 = now()
+            heat[method] = X.explain_all(model, x, [method], targets=targets)[method]
+            clock.add(f"explain: {method}", now() - t0, k)
+        t0 = now()
+        X.explain_all(model, x, one_pass, targets=targets)
+        clock.add(ONE_PASS, now() - t0, k)
+        for ref in cfg.references:
+            t0 = now()
+            heat[ref] = R.reference_maps(ref, x, maps, prior=prior, grid=grid,
+                                         index=[data_eval.names[i] for i in part.tolist()])
+            clock.add(f"reference: {ref}", now() - t0, k)
+        t0 = now()
+        expert = M.binarize(maps)
+        y_conf = M.target_confidence(model, x, targets)
+        clock.add("faithfulness: Y (once per batch)", now() - t0, k)
+        for h in heat.values():
+            t0 = now()
+            M.masked_confidence(model, x, h, targets, convention="tensor")
+            M.masked_confidence(model, x, h, targets, convention="black")
+            clock.add("faithfulness: O, both conventions (per map)", now() - t0, k)
+            t0 = now()
+            M.otsu_ious(h, maps)
+            M.pointing_game(h, expert)
+            M.relevance_mass(h, expert)
+            clock.add("metrics: Otsu, IoUs, pointing, mass (per map)", now() - t0, k)
+    t0 = now()
+    E.evaluate(model, data_eval, list(cfg.methods), references=list(cfg.references), prior=prior,
+               max_images=cfg.eval_images)
+    check = now() - t0
+    best = min(history, key=lambda h: h["val_loss"])
+    return clock, dict(evaluate_seconds=check, images=n, tracked=len(tracked_epochs), best_epoch=best["epoch"],
+                       best_val_acc=best["val_acc"], train_steps=-(-len(split.train) // cfg.batch_size) * cfg.epochs)
+
+
+def table(cfg: RunConfig, clock: Clock, info: dict) -> str:
+    """The parts with seconds, unit cost and share of the run as configured (its methods only once
+    per shared pass: the one-pass line stands for the gradient methods, CAM and EigenCAM)."""
+    counted = [p for p in clock.seconds
+               if not (p.startswith("explain: ") and p.split(": ")[1] in X._ONE_PASS) and p not in ONCE]
+    total = sum(clock.seconds[p] for p in counted)
+    lines = [f"resnet{cfg.depth} width {cfg.width:g} {cfg.stem} {cfg.input_size} px, batch {cfg.batch_size}, "
+             f"{cfg.epochs} epochs ({info['train_steps']} steps), track every {cfg.track_every} "
+             f"({info['tracked']} tracked, {cfg.track_images} images), {info['images']} scored images; "
+             f"best epoch {info['best_epoch']}, val acc {100 * info['best_val_acc']:.1f} %",
+             f"{'part':<58} {'seconds':>9} {'per unit':>12} {'share':>7}"]
+    for part in clock.seconds:
+        s, k = clock.seconds[part], clock.count[part]
+        unit = "image" if part.startswith(("explain", "reference", "faithfulness", "metrics")) else \
+            "epoch" if "epoch" in part else ""
+        per = f"{s / k * (1e3 if unit == 'image' else 1):.3g} {'ms/img' if unit == 'image' else 's'}" if k else ""
+        share = f"{100 * s / total:6.1f}%" if part in counted else "   (once)" if part in ONCE else "  (alone)"
+        lines.append(f"{part:<58} {s:9.2f} {per:>12} {share:>7}")
+    evaluated = sum(clock.seconds[p] for p in counted if p.startswith(("eval", "explain", "reference",
+                                                                          "faithfulness", "metrics")))
+    lines.append(f"{'total of the run (shares of this)':<58} {total:9.2f}")
+    lines.append(f"check: evaluate() of every method and reference took {info['evaluate_seconds']:.2f} s "
+                 f"against {evaluated:.2f} s for its parts above (the shared pass counted once)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.profile_run", description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="a notebook's params file (its shared.yaml "
+                    "beside it is merged under it); default params/default/01_depth.yaml")
+    ap.add_argument("--depth", type=int, nargs="+", choices=(18, 34, 50), default=[18, 50])
+    ap.add_argument("--batch-size", type=int, default=None, help="default: 16 for ResNet-18/34, 32 for ResNet-50")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the params' (shorter is fine: costs per epoch)")
+    ap.add_argument("--images", type=int, default=None, help="scored images (default: the params' eval_images)")
+    ap.add_argument("--data", default=None, help="data folder (default: the params' data, else the embedded set)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as one run of a local pool)")
+    ap.add_argument("--wall", action="store_true", help="wall-clock seconds (default: this process's CPU seconds, "
+                    "which other work on the machine changes less; the same as wall-clock on a quiet one)")
+    ap.add_argument("--blas-threads", type=int, default=None, help="BLAS threads of numpy and OpenCV (default: "
+                    "theirs, as in a run of the report; EigenCAM's SVD runs there)")
+    args = ap.parse_args(argv)
+    global now
+    now = time.perf_counter if args.wall else time.process_time
+    if args.blas_threads:  # numpy's and OpenCV's BLAS (EigenCAM's SVD), which torch's setting leaves alone
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(args.blas_threads, user_api="blas")
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} torch thread(s), BLAS threads {args.blas_threads or 'default'}, "
+          f"{'wall-clock' if args.wall else 'CPU'} seconds")
+    for depth in args.depth:
+        cfg = config(args.params, depth, args.batch_size, args.epochs, args.images)
+        with tempfile.TemporaryDirectory(prefix="thesislib-profile-") as tmp:
+            clock, info = profile(cfg, args.data, Path(tmp))
+        print("\n" + table(cfg, clock, info), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
