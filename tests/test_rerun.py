@@ -1,6 +1,5 @@
 """Rerunning with changed params: `thesislib report --set`, `thesislib params`, and the report's provenance."""
 
-import copy
 import hashlib
 import json
 import os

@@ -41,7 +41,8 @@ from thesislib.paths import project_root, runs_dir
 from thesislib.study.config import ConfigError
 from thesislib.study.grids import NOTEBOOKS, load_params
 
-__all__ = ["build_report", "execute", "check_params", "params_for", "apply_sets", "parse_set", "stitch", "KERNEL_NAME", "record", "key_numbers", "RESULTS_ENV"]
+__all__ = ["build_report", "execute", "check_params", "params_for", "apply_sets", "parse_set", "stitch", "KERNEL_NAME",
+           "record", "key_numbers", "RESULTS_ENV"]
 
 KERNEL_NAME = "thesislib-current-env"
 TITLES = {
@@ -223,8 +224,9 @@ def apply_sets(params: dict, sets: list[str], *, keys: list[str], defaults: dict
                 node[part] = {}
             if not isinstance(node[part], dict):
                 where = ".".join(parts[:depth + 1])
-                raise ConfigError(f"--set {arg}: {where} is {node[part]!r} ({type(node[part]).__name__}) in {source}; "
-                                  f"expected a mapping to set {parts[depth + 1]!r} in (or set it whole: --set {where}=VALUE)")
+                found = f"{node[part]!r} ({type(node[part]).__name__})"
+                raise ConfigError(f"--set {arg}: {where} is {found} in {source}; expected a mapping to set "
+                                  f"{parts[depth + 1]!r} in (or set it whole: --set {where}=VALUE)")
             node = node[part]
         node[parts[-1]] = value
     return params
@@ -332,8 +334,8 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     all_params = {}
     for n in names:  # so does a bad params file or a bad --set
         mine = _sets_for(sets, keys[n])
-        all_params[n] = params_with_sets(params_dir / f"{n}.yaml", mine, keys=keys[n], data=data,
-                                         defaults=notebook_defaults(root / "notebooks" / f"{n}.ipynb") if mine else None)
+        defaults = notebook_defaults(root / "notebooks" / f"{n}.ipynb") if mine else None
+        all_params[n] = params_with_sets(params_dir / f"{n}.yaml", mine, keys=keys[n], defaults=defaults, data=data)
     work = ensure_writable(Path(workdir) if workdir else runs_dir() / "notebooks" / params_dir.name,
                            "folder for executed notebooks (under THESISLIB_RUNS unless --workdir)")
     out = Path(out)
@@ -356,7 +358,8 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
         if data is not None and "data" in keys[name]:  # 09_shortcut takes no data: it draws its own sets
             p["data"] = data
         if name == "06_correlation":
-            p["params_dir"] = str(_study_params(params_dir, sets, work / "params-with-set") if sets else params_dir.resolve())
+            study_params = _study_params(params_dir, sets, work / "params-with-set") if sets else params_dir.resolve()
+            p["params_dir"] = str(study_params)  # 06 reads every notebook's params itself
         _say(f"({i}/{len(names)}) {name} ...")
         t0 = time.time()
         ok, failure = execute(root / "notebooks" / f"{name}.ipynb", work / f"{name}.ipynb", p, cwd=root)
