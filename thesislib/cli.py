@@ -1,4 +1,4 @@
-"""Command line: `thesislib synth`, `thesislib check-data`, `thesislib report`, `thesislib sweep`.
+"""Command line: `thesislib synth`, `check-data`, `report`, `params`, `sweep`.
 
 Expected failures (bad data folder, bad params, existing output, a folder that cannot be written,
 a full disk) end with one line on stderr, "thesislib: error: ...", and exit status 2; no
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -63,8 +64,25 @@ def _report(args: argparse.Namespace) -> int:
     from thesislib.report import build_report
 
     ok = build_report(params=args.params, data=args.data, out=args.out, notebooks=args.notebooks,
-                      workdir=args.workdir)
+                      workdir=args.workdir, sets=args.sets, command=args.command_line)
     return 0 if ok else 1
+
+
+def _params(args: argparse.Namespace) -> int:
+    import yaml
+
+    from thesislib.report import params_for
+
+    print(yaml.safe_dump(params_for(args.file, args.sets), sort_keys=False), end="")
+    return 0
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    """The repeatable --set KEY=VALUE option of `report` and `params`."""
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a parameter after the scale's shared.yaml is merged under the notebook's file; "
+                        "VALUE is YAML, a dotted KEY sets inside a mapping (--set 'seeds=[0,1,2]' "
+                        "--set base.epochs=12); repeatable, applied in order")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks", nargs="*", default=None, help="only these notebooks (names like 01_depth)")
     p.add_argument("--workdir", type=Path, default=None,
                    help="where executed notebooks go (default $THESISLIB_RUNS/notebooks/<params name>)")
+    _add_set(p)
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("params", help="print a notebook's params as they run: shared.yaml merged, --set applied",
+                       description="Print, as YAML, the params a notebook runs with from one params file: its "
+                                   "scale's shared.yaml merged under it, then the --set changes, checked as "
+                                   "`thesislib report` checks them. Feed it to papermill with -f.",
+                       epilog=_env_help(), formatter_class=raw)
+    p.add_argument("file", type=Path, help="a notebook's params file, e.g. params/default/01_depth.yaml")
+    _add_set(p)
+    p.set_defaults(func=_params)
 
     from thesislib.sweep import add_parser as add_sweep_parser  # imports nothing heavy
 
@@ -135,6 +163,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(sys.argv if argv is None else ["thesislib", *map(str, argv)])
     try:
         return args.func(args)
     except _expected_errors() as err:

@@ -3,38 +3,46 @@
 `build_report(params="params/default")` runs every notebook of `notebooks/` that has a params
 file in the folder (in the order of `NOTEBOOKS`, 00..09), with the current Python environment as
 kernel and the project root as working directory, saving each executed notebook under the runs
-folder. It then writes one HTML page: a header (params set, data, git commit, date, machine, wall
-time), a table of contents, and every notebook's text, tables and figures, without code. A
-notebook that fails is named in the report with the failing cell and error; its executed notebook
-is kept.
+folder. `sets` (`thesislib report --set KEY=VALUE`) change parameters over each notebook's merged
+params (`apply_sets`); `params_for` gives one notebook's params as they run (`thesislib params`).
+It then writes one HTML page: a header (params set, data, git commit and whether the tree was
+dirty, the command, package versions, date, machine, wall time), a table of contents linking each
+section's executed notebook and params file, and every notebook's text, tables and figures,
+without code. A notebook that fails is named in the report with the failing cell and error; its
+executed notebook is kept.
 Each notebook's last cell records its key numbers (`record`, `key_numbers`) as
 <notebook>.results.json beside its executed notebook, for the tests to check.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import logging
 import os
 import platform
 import re
+import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import nbformat
+import yaml
 
 from thesislib.atomic import atomic_write_text, ensure_writable
 from thesislib.paths import project_root, runs_dir
 from thesislib.study.config import ConfigError
 from thesislib.study.grids import NOTEBOOKS, load_params
-from thesislib.study.runs import git_commit
 
-__all__ = ["build_report", "execute", "check_params", "stitch", "KERNEL_NAME", "record", "key_numbers", "RESULTS_ENV"]
+__all__ = ["build_report", "execute", "check_params", "params_for", "apply_sets", "parse_set", "stitch", "KERNEL_NAME",
+           "record", "key_numbers", "RESULTS_ENV"]
 
 KERNEL_NAME = "thesislib-current-env"
 TITLES = {
@@ -146,9 +154,147 @@ def notebook_parameters(notebook: Path) -> list[str]:
     return list(pm.inspect_notebook(str(notebook)))
 
 
+def notebook_defaults(notebook: Path) -> dict[str, Any]:
+    """The values a notebook's `parameters` cell assigns (plain literals), by name.
+
+    A name whose value is not a literal is left out.
+    """
+    import papermill as pm
+
+    defaults = {}
+    for name, spec in pm.inspect_notebook(str(notebook)).items():
+        try:
+            defaults[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError, TypeError):
+            continue
+    return defaults
+
+
+def parse_set(arg: str) -> tuple[list[str], Any]:
+    """A `--set KEY=VALUE` argument as (the key's dotted parts, VALUE read by yaml.safe_load).
+
+    Raises:
+        ConfigError: no "=", an empty key or key part, or a VALUE that is not valid YAML.
+    """
+    key, sep, text = str(arg).partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(part.strip() for part in parts):
+        raise ConfigError(f"--set {arg}: expected KEY=VALUE with KEY a name or a dotted path into a mapping, "
+                          f"such as seeds=[0,1,2] or base.epochs=12")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"--set {arg}: VALUE {text!r} is not valid YAML ({reason})") from None
+    return [part.strip() for part in parts], value
+
+
+def apply_sets(params: dict, sets: list[str], *, keys: list[str], defaults: dict | None = None,
+               source: str = "params") -> dict:
+    """A copy of `params` with each `--set KEY=VALUE` applied in order.
+
+    A plain KEY replaces that parameter; a dotted one (base.epochs) sets inside the mapping it
+    names, keeping its other keys. A parameter the params leave out starts from the notebook's own
+    value (`defaults`), as papermill would leave it.
+
+    Args:
+        params: a notebook's merged params (`load_params`).
+        sets: the KEY=VALUE arguments.
+        keys: the notebook's parameter names.
+        defaults: the notebook's parameter values (`notebook_defaults`).
+        source: the params file, named in errors.
+
+    Returns:
+        The params with the changes; `params` itself is not modified.
+
+    Raises:
+        ConfigError: a malformed argument, a KEY that is not one of `keys`, or a dotted KEY that
+            goes through something other than a mapping.
+    """
+    params = copy.deepcopy(params)
+    for arg in sets:
+        parts, value = parse_set(arg)
+        if parts[0] not in keys:
+            raise ConfigError(f"--set {arg}: unknown key {parts[0]!r} for {source}; allowed keys: {', '.join(keys)}")
+        node = params
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node:
+                node[part] = copy.deepcopy((defaults or {}).get(part)) if depth == 0 else {}
+            if node[part] is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                where = ".".join(parts[:depth + 1])
+                found = f"{node[part]!r} ({type(node[part]).__name__})"
+                raise ConfigError(f"--set {arg}: {where} is {found} in {source}; expected a mapping to set "
+                                  f"{parts[depth + 1]!r} in (or set it whole: --set {where}=VALUE)")
+            node = node[part]
+        node[parts[-1]] = value
+    return params
+
+
+def params_with_sets(path: Path, sets: list[str] | None = None, *, keys: list[str], defaults: dict | None = None,
+                     data: str | None = None) -> dict:
+    """A notebook's params as it will run: `load_params(path)` with the --set changes, checked.
+
+    Args:
+        path: the notebook's params file (its scale's shared.yaml beside it is merged under it).
+        sets: KEY=VALUE arguments applied after the merge (`apply_sets`).
+        keys: the notebook's parameter names.
+        defaults: the notebook's parameter values, for a dotted KEY into a parameter the file leaves out.
+        data: the report's data override, if any.
+
+    Returns:
+        The merged params with the changes.
+
+    Raises:
+        ConfigError: as `check_params`, naming the params file if it fails by itself, else the
+            first --set argument after which the params fail.
+    """
+    sets = list(sets or [])
+    merged = load_params(path, keys=keys)
+    final = apply_sets(merged, sets, keys=keys, defaults=defaults, source=str(path))
+    try:
+        check_params(final, keys, source=str(path), data=data)
+    except ConfigError:
+        if not sets:
+            raise
+        check_params(merged, keys, source=str(path), data=data)  # the file alone fails: it is named
+        for i, arg in enumerate(sets, 1):
+            changed = apply_sets(merged, sets[:i], keys=keys, defaults=defaults, source=str(path))
+            check_params(changed, keys, source=f"--set {arg} (over {path})", data=data)
+        raise
+    return final
+
+
+def params_for(path: str | os.PathLike, sets: list[str] | None = None) -> dict:
+    """The params a notebook runs with from one params file: `params_with_sets` for the notebook it names.
+
+    Args:
+        path: a notebook's params file, e.g. params/default/01_depth.yaml (the notebook is
+            notebooks/01_depth.ipynb of the project).
+        sets: KEY=VALUE changes (`apply_sets`).
+
+    Returns:
+        The merged, changed and checked params: what `thesislib report` passes to papermill.
+
+    Raises:
+        ConfigError: no such file, a file named after no notebook, or params that fail `check_params`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found (expected e.g. params/default/01_depth.yaml)")
+    if path.stem not in NOTEBOOKS:
+        raise ConfigError(f"{path}: not a notebook's params file; expected one named after a notebook: "
+                          f"{', '.join(f'{n}.yaml' for n in NOTEBOOKS)}")
+    notebook = project_root() / "notebooks" / f"{path.stem}.ipynb"
+    keys = notebook_parameters(notebook)
+    return params_with_sets(path, sets, keys=keys, defaults=notebook_defaults(notebook) if sets else None)
+
+
 def build_report(params: str | os.PathLike = "params/default", *, data: str | None = None,
                  out: str | os.PathLike = "reports/index.html", notebooks: list[str] | None = None,
-                 workdir: str | os.PathLike | None = None) -> bool:
+                 workdir: str | os.PathLike | None = None, sets: list[str] | None = None,
+                 command: str | None = None) -> bool:
     """Execute the notebooks with the params of `params` and write the HTML report to `out`.
 
     Args:
@@ -157,6 +303,9 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
         out: the HTML file.
         notebooks: a subset of notebook names; default all that have params.
         workdir: where executed notebooks go (default <runs>/notebooks/<params folder name>).
+        sets: KEY=VALUE changes applied over each notebook's merged params (`apply_sets`), to
+            every notebook whose parameters include KEY's first part.
+        command: the command line named in the report's header (default: this process's).
 
     Returns:
         True if every notebook ran; False if some failed (the report still names them).
@@ -175,14 +324,18 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     if not names:
         raise ConfigError(f"{params_dir}: no notebook params found (expected files like 01_depth.yaml)")
     keys = {n: notebook_parameters(root / "notebooks" / f"{n}.ipynb") for n in names}
-    all_params = {n: load_params(params_dir / f"{n}.yaml", keys=keys[n]) for n in names}
+    sets = list(sets or [])
+    _check_set_keys(sets, keys)
     if data is not None and not str(data).startswith("synthetic"):
         from thesislib.data import resolve_root, scan
 
         data = str(resolve_root(data))
         scan(data)  # a bad folder fails here, in one line, before any notebook starts
-    for n in names:  # so does a bad params file
-        check_params(all_params[n], keys[n], source=str(params_dir / f"{n}.yaml"), data=data)
+    all_params = {}
+    for n in names:  # so does a bad params file or a bad --set
+        mine = _sets_for(sets, keys[n])
+        defaults = notebook_defaults(root / "notebooks" / f"{n}.ipynb") if mine else None
+        all_params[n] = params_with_sets(params_dir / f"{n}.yaml", mine, keys=keys[n], defaults=defaults, data=data)
     work = ensure_writable(Path(workdir) if workdir else runs_dir() / "notebooks" / params_dir.name,
                            "folder for executed notebooks (under THESISLIB_RUNS unless --workdir)")
     out = Path(out)
@@ -197,7 +350,10 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     for noisy in ("traitlets", "asyncio", "blib2to3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    _print_plan(params_dir, names, all_params, data)
+    tree = git_tree(root)  # the code that runs, before anything is written
+    # the plan reads params files: with --set, the merged copies 06 reads too
+    _print_plan(_study_params(params_dir, sets, work / "params-with-set") if sets else params_dir, names,
+                all_params, data)
     t_start = time.time()
     outcomes = []
     for i, name in enumerate(names, 1):
@@ -205,20 +361,24 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
         if data is not None and "data" in keys[name]:  # 09_shortcut takes no data: it draws its own sets
             p["data"] = data
         if name == "06_correlation":
-            p["params_dir"] = str(params_dir.resolve())
+            study_params = _study_params(params_dir, sets, work / "params-with-set") if sets else params_dir.resolve()
+            p["params_dir"] = str(study_params)  # 06 reads every notebook's params itself
         _say(f"({i}/{len(names)}) {name} ...")
         t0 = time.time()
         ok, failure = execute(root / "notebooks" / f"{name}.ipynb", work / f"{name}.ipynb", p, cwd=root)
         seconds = time.time() - t0
         _say(f"({i}/{len(names)}) {name} {'done' if ok else 'FAILED: ' + str(failure)} in {seconds:.0f}s")
-        outcomes.append(dict(name=name, ok=ok, failure=failure, seconds=seconds, path=work / f"{name}.ipynb"))
+        outcomes.append(dict(name=name, ok=ok, failure=failure, seconds=seconds, path=work / f"{name}.ipynb",
+                             params=params_dir / f"{name}.yaml"))
     wall = time.time() - t_start
     shutil.rmtree(kernels, ignore_errors=True)
     shown = params_dir.resolve()
-    header = dict(params=str(shown.relative_to(root)) if shown.is_relative_to(root) else str(params),
-                  data=data or _data_summary(all_params), commit=git_commit(root) or "unknown",
+    shown = str(shown.relative_to(root)) if shown.is_relative_to(root) else str(params)
+    header = dict(params=shown + "".join(f", --set {arg}" for arg in sets),
+                  data=data or _data_summary(all_params), commit=tree["commit"], dirty=tree["dirty"],
+                  command=command if command is not None else shlex.join(sys.argv), packages=package_versions(),
                   date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine=_machine(), wall=wall)
-    html = stitch(outcomes, header)
+    html = stitch(outcomes, header, links_from=out.parent)
     atomic_write_text(out, html)
     _say(f"wrote {out} ({len(html) / 1e6:.1f} MB) in {wall / 60:.1f} min; executed notebooks in {work}")
     return all(o["ok"] for o in outcomes)
@@ -248,6 +408,42 @@ def _print_plan(params_dir: Path, names: list[str], all_params: dict, data: str 
         _say(line)
 
 
+def _sets_for(sets: list[str], keys: list[str]) -> list[str]:
+    """The --set arguments whose key starts with one of a notebook's parameters `keys`."""
+    return [arg for arg in sets if str(arg).partition("=")[0].strip().split(".")[0] in keys]
+
+
+def _check_set_keys(sets: list[str], keys: dict[str, list[str]]) -> None:
+    """Fail on a --set argument that is malformed or that no notebook of the report takes."""
+    for arg in sets:
+        top = parse_set(arg)[0][0]
+        if not any(top in k for k in keys.values()):
+            allowed = sorted({key for k in keys.values() for key in k})
+            raise ConfigError(f"--set {arg}: unknown key {top!r}: no notebook of this report ({', '.join(keys)}) "
+                              f"takes it; allowed keys: {', '.join(allowed)}")
+
+
+def _study_params(params_dir: Path, sets: list[str], folder: Path) -> Path:
+    """A params folder for 06_correlation: every notebook's params of `params_dir` with the --set changes.
+
+    06 reads the other notebooks' params files itself (`study.study_grid`), so it sees the
+    changes only through files: one merged file per notebook, written to `folder` and returned.
+    """
+    root = project_root()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in NOTEBOOKS:
+        path = params_dir / f"{name}.yaml"
+        if not path.is_file():
+            continue
+        notebook = root / "notebooks" / f"{name}.ipynb"
+        keys = notebook_parameters(notebook)
+        mine = _sets_for(sets, keys)
+        merged = apply_sets(load_params(path, keys=keys), mine, keys=keys, source=str(path),
+                            defaults=notebook_defaults(notebook) if mine else None)
+        atomic_write_text(folder / f"{name}.yaml", yaml.safe_dump(merged, sort_keys=False))
+    return folder.resolve()
+
+
 _PROGRESS = re.compile(r"^\s*(\[\d+/\d+ |\d+ of \d+ runs cached)")
 
 
@@ -275,29 +471,110 @@ def _anchor(name: str) -> str:
     return f"sec-{name}"
 
 
-def stitch(outcomes: list[dict], header: dict) -> str:
-    """One HTML page from executed notebooks: header, contents, sections; no code, no logs."""
+PACKAGES = ("torch", "torchvision", "grad-cam", "numpy")  # distribution names, as pip knows them
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Each distribution's installed version (importlib.metadata), or "not installed", by name."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_tree(root: Path) -> dict:
+    """The commit checked out at `root` and whether the tree differs from it.
+
+    Returns:
+        {"commit": the HEAD sha, or "unknown" outside git; "dirty": True if `git status
+        --porcelain` lists anything (changed, staged or untracked files; .gitignore still applies),
+        False if nothing, None outside git}.
+    """
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return dict(commit="unknown", dirty=None)
+    if sha.returncode != 0 or status.returncode != 0:
+        return dict(commit="unknown", dirty=None)
+    return dict(commit=sha.stdout.strip(), dirty=bool(status.stdout.strip()))
+
+
+def _link(path: str | os.PathLike, links_from: Path | None) -> str:
+    """An href to `path`: relative to the folder `links_from` when given, with forward slashes."""
+    from urllib.parse import quote
+
+    path = Path(path)
+    if links_from is not None:
+        path = Path(os.path.relpath(Path(path).resolve(), Path(links_from).resolve()))
+    return quote(path.as_posix())
+
+
+def _header_rows(header: dict) -> str:
+    """The header table's rows: what ran, from which commit and command, with what, where and when."""
+    rows = [("params", _esc(header["params"])), ("data", _esc(header["data"]))]
+    dirty = header.get("dirty")
+    state = {True: " <b>(dirty: uncommitted changes or untracked files)</b>", False: " (clean)"}.get(dirty, "")
+    rows.append(("git commit", _esc(header["commit"]) + state))
+    if header.get("command"):
+        rows.append(("command", f"<code>{_esc(header['command'])}</code>"))
+    if header.get("packages"):
+        rows.append(("packages", ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in header["packages"].items())))
+    rows += [("date", _esc(header["date"])), ("machine", _esc(header["machine"])),
+             ("wall time", f"{header['wall'] / 60:.1f} min")]
+    return "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+
+
+def _files(o: dict, links_from: Path | None) -> str:
+    """Links to a section's executed notebook and params file, as table cells."""
+    cells = f"<td><a href='{_link(o['path'], links_from)}'>{_esc(Path(o['path']).name)}</a></td>"
+    params = o.get("params")
+    cells += f"<td><a href='{_link(params, links_from)}'>{_esc(Path(params).name)}</a></td>" if params else "<td></td>"
+    return cells
+
+
+def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike | None = None) -> str:
+    """One HTML page from executed notebooks: header, contents, sections; no code, no logs.
+
+    Args:
+        outcomes: one dict per notebook: name, ok, failure, seconds, path (the executed
+            notebook) and optionally params (its params file).
+        header: params, data, commit, date, machine, wall (seconds); optionally dirty (bool),
+            command (str) and packages ({name: version}).
+        links_from: the report's folder: links to executed notebooks and params files are
+            relative to it (default: the paths as given).
+
+    Returns:
+        The HTML page, self-contained (figures embedded, nothing fetched).
+    """
     from nbconvert import HTMLExporter
 
+    links_from = Path(links_from) if links_from is not None else None
     book = nbformat.v4.new_notebook()
     book.metadata["title"] = "thesislib report"
     per_nb = "".join(f"<tr><td><a href='#{_anchor(o['name'])}'>{TITLES.get(o['name'], o['name'])}</a></td>"
-                     f"<td>{'ok' if o['ok'] else '<b>failed</b>'}</td><td>{o['seconds']:.0f} s</td></tr>"
+                     f"<td>{'ok' if o['ok'] else '<b>failed</b>'}</td><td>{o['seconds']:.0f} s</td>"
+                     f"{_files(o, links_from)}</tr>"
                      for o in outcomes)
     book.cells.append(nbformat.v4.new_markdown_cell(
         "# Influences on class-activation explainability: the report\n\n"
         "Which training choices change how well CAM explanations of a glaucoma classifier agree with "
         "where experts look, and does a more accurate model explain itself better? Each section answers one "
         "research question of the thesis, with the thesis's published numbers beside ours.\n\n"
-        f"<table><tr><th>params</th><td>{_esc(header['params'])}</td></tr>"
-        f"<tr><th>data</th><td>{_esc(header['data'])}</td></tr>"
-        f"<tr><th>git commit</th><td>{_esc(header['commit'])}</td></tr>"
-        f"<tr><th>date</th><td>{_esc(header['date'])}</td></tr>"
-        f"<tr><th>machine</th><td>{_esc(header['machine'])}</td></tr>"
-        f"<tr><th>wall time</th><td>{header['wall'] / 60:.1f} min</td></tr></table>\n\n"
-        f"## Contents\n\n<table><tr><th>section</th><th>status</th><th>time</th></tr>{per_nb}</table>"))
+        f"<table>{_header_rows(header)}</table>\n\n"
+        f"## Contents\n\n<table><tr><th>section</th><th>status</th><th>time</th><th>executed notebook</th>"
+        f"<th>params</th></tr>{per_nb}</table>"))
     for o in outcomes:
-        book.cells.append(nbformat.v4.new_markdown_cell(f"<a id='{_anchor(o['name'])}'></a>"))
+        book.cells.append(nbformat.v4.new_markdown_cell(
+            f"<a id='{_anchor(o['name'])}'></a>\n\n<small>executed notebook: "
+            f"<a href='{_link(o['path'], links_from)}'>{_esc(Path(o['path']).name)}</a>"
+            + (f" · params: <a href='{_link(o['params'], links_from)}'>{_esc(Path(o['params']).name)}</a>"
+               if o.get("params") else "") + "</small>"))
         if not o["ok"]:
             book.cells.append(nbformat.v4.new_markdown_cell(
                 f"# {TITLES.get(o['name'], o['name'])}\n\n"
