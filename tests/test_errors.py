@@ -274,7 +274,9 @@ def test_a_full_disk_at_the_cli_is_one_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["report", "--params", "params/p", "--out", str(tmp_path / "r.html"),
                      "--workdir", str(tmp_path / "executed")]) == 2
     err = capsys.readouterr().err  # the notebook ran; writing the page failed
-    assert err.startswith("[report] (1/1) 00_data") and "Traceback" not in err
+    # the plan first (no runs to train), then the notebook, then one line for the failure
+    assert err.startswith("[report] plan: 1 notebook, no runs to train\n[report] (1/1) 00_data"), err
+    assert "Traceback" not in err
     _one_line(err.splitlines()[-1] + "\n", 2, f"{tmp_path / 'r.html'}: cannot write (No space left on device)")
     assert not (tmp_path / "r.html").exists()
 
