@@ -12,7 +12,100 @@ from dataclasses import fields
 
 import pytest
 
+from thesislib import explain as X
+from thesislib import references as R
+from thesislib import shortcut, study
 from thesislib.study.config import EVALUATION, ConfigError, EvalSpec, RunConfig
+from thesislib.synth import SynthSpec, synthesize
+
+TINY = dict(input_size=64, stem="compact", width=0.0625, depth=18, epochs=1, batch_size=32, eval_images=4,
+            methods=["gradcam"], references=["prior", "ceiling"], track_every=0)
+# away from every default that changes what is explained or which columns are scored
+SPEC = dict(layer="layer3", threshold_free=True, road_percentiles=[50])
+EXTRA_COLUMNS = ("road", "pixel_auroc", "relevance_rank_accuracy", "top_k_intersection")
+
+
+class Spy:
+    """The layer of every explainer call and the grid of every ceiling map, while installed."""
+
+    def __init__(self) -> None:
+        self.layers: list[str] = []
+        self.grids: list = []
+
+    def install(self, mp: pytest.MonkeyPatch) -> "Spy":
+        explain_all, reference_maps = X.explain_all, R.reference_maps
+
+        def spy_explain(*args, **kwargs):
+            self.layers.append(kwargs.get("layer", "layer4"))
+            return explain_all(*args, **kwargs)
+
+        def spy_reference(name, *args, **kwargs):
+            if name == "ceiling":
+                self.grids.append(kwargs.get("grid"))
+            return reference_maps(name, *args, **kwargs)
+
+        mp.setattr(X, "explain_all", spy_explain)
+        mp.setattr(R, "reference_maps", spy_reference)
+        return self
+
+    def check(self, caller: str, layer: str, model) -> None:
+        assert self.layers, f"{caller}: no explainer was called"
+        assert set(self.layers) == {layer}, f"{caller}: explained at {sorted(set(self.layers))}, expected {layer}"
+        assert self.grids, f"{caller}: no ceiling map was drawn"
+        grid = X.grid_at(model, TINY["input_size"], layer)
+        assert set(self.grids) == {grid}, f"{caller}: ceiling maps at grids {sorted(set(self.grids))}, " \
+                                          f"expected {grid} ({layer})"
+
+
+@pytest.fixture(scope="module")
+def computed(synth_root, tmp_path_factory):
+    """A one-run grid evaluated with SPEC (its compute_one calls spied), and the spy."""
+    g = study.grid({**TINY, **SPEC, "data": str(synth_root)}, {"depth": [{}]}, [0],
+                   runs=tmp_path_factory.mktemp("runs"), executor="inline")
+    with pytest.MonkeyPatch.context() as mp:
+        spy = Spy().install(mp)
+        g.compute(progress=False)
+    return g, spy
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    return Spy().install(monkeypatch)
+
+
+def test_compute_one_scores_with_the_whole_spec(computed):
+    g, spy = computed
+    spy.check("compute_one", "layer3", g.runs()[0].load_model())
+    results = g.results()
+    assert set(EXTRA_COLUMNS) <= set(results.columns), sorted(results.columns)
+
+
+def test_cross_evaluate_scores_with_the_whole_spec(computed, spy, tmp_path):
+    g, _ = computed
+    cue = tmp_path / "cue"  # another data set (its own is read from the store), with markers to explain
+    synthesize(cue, SynthSpec(n=40, size=64, seed=1, spurious=1.0, label_noise=0.3))
+    scores = shortcut.cross_evaluate(g, {"cue": str(cue)})
+    spy.check("cross_evaluate", "layer3", g.runs()[0].load_model())
+    missing = [c for c in EXTRA_COLUMNS if c not in scores.columns]
+    assert not missing, f"cross_evaluate: columns {missing} missing"
+    assert (scores["marked_images"] > 0).any()  # the marker measure explained something
+
+
+def test_mean_maps_explains_with_the_whole_spec(computed, spy):
+    g, _ = computed
+    run = g.runs()[0]
+    maps = study.mean_maps(run)
+    spy.check("mean_maps", "layer3", run.load_model())
+    assert {"gradcam", "prior", "ceiling", "expert"} <= set(maps)
+
+
+def test_layer_results_keeps_the_rest_of_the_spec(computed, spy):
+    g, _ = computed
+    layered = g.layer_results(["layer2"], ["gradcam"], progress=False)
+    spy.check("layer_results", "layer2", g.runs()[0].load_model())
+    assert set(layered["layer"]) == {"layer2"}
+    assert set(EXTRA_COLUMNS) <= set(layered.columns), sorted(layered.columns)
+
 
 # ids computed by the code before EvalSpec existed: the spec must leave every one as it was
 PINNED = [
