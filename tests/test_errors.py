@@ -202,6 +202,29 @@ def test_a_params_file_with_an_unknown_key_a_wrong_type_or_an_invalid_value(tmp_
     assert msg.endswith(api.removeprefix("config: ")) and not (tmp_path / "nb").exists()
 
 
+@pytest.mark.parametrize("executor, expected", [
+    ("lokal", "executor: kind: expected one of inline, local, slurm or null, found 'lokal'"),
+    ({"kind": "slurm", "partiton": "gpu"}, "executor: unknown key(s) 'partiton'; allowed keys: kind, threads"),
+    ({"kind": "local", "workers": 0}, "executor: workers: expected an integer >= 1 or null, found 0"),
+    (["local"], "executor: expected null, one of inline, local, slurm, or a mapping with a 'kind'"),
+])
+def test_a_params_file_with_a_bad_executor_fails_before_any_notebook(tmp_path, monkeypatch, capsys, executor,
+                                                                      expected):
+    import yaml
+
+    from thesislib.study.executors import ExecutorSpec
+
+    (tmp_path / "p").mkdir()
+    path = tmp_path / "p" / "01_depth.yaml"
+    path.write_text(yaml.safe_dump({"seeds": [0], "base": TINY, "experiments": {"depth": [{}]}, "executor": executor}))
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["report", "--params", str(tmp_path / "p"), "--workdir", str(tmp_path / "nb")]) == 2
+    msg = _one_line(capsys.readouterr().err, 2, f"{path}: {expected}")
+    # the same message from the API (the params file's name in front)
+    api = _api_message(ExecutorSpec.from_params, executor, exc=ConfigError)
+    assert msg.endswith(api) and not (tmp_path / "nb").exists()
+
+
 def test_a_params_file_with_a_key_its_notebook_does_not_take(tmp_path, monkeypatch, capsys):
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "00_data.yaml").write_text("n_example: 3\n")

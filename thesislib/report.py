@@ -113,16 +113,20 @@ def check_params(params: dict, notebook_keys: list[str], *, source: str, data: s
         data: the report's data override, if any.
 
     Raises:
-        ConfigError: an unknown key; or a `base`, `experiments` or `seeds` that does not make valid
-            run configs (an unknown run setting, a value of the wrong type or out of range).
+        ConfigError: an unknown key; a `base`, `experiments` or `seeds` that does not make valid
+            run configs (an unknown run setting, a value of the wrong type or out of range); or an
+            `executor` that `ExecutorSpec.from_params` rejects (an unknown kind or option).
     """
     from thesislib.study.config import RunConfig
+    from thesislib.study.executors import ExecutorSpec
     from thesislib.study.grids import grid
 
     unknown = sorted(set(params) - set(notebook_keys))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: "
                           f"{', '.join(notebook_keys)}")
+    if "executor" in params:  # otherwise read only when a notebook's grid first computes
+        ExecutorSpec.from_params(params["executor"], source=f"{source}: executor")
     base = params.get("base") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{source}: base: expected a mapping of run settings, found {base!r}")

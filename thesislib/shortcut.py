@@ -91,12 +91,14 @@ def marker_mass(heatmaps: torch.Tensor, corners: torch.Tensor, corner: float = C
 
 def marker_scores(model: torch.nn.Module, data, methods: Sequence[str], *, references: Sequence[str] = (),
                   prior: torch.Tensor | None = None, target: str = "predicted", max_images: int | None = None,
-                  batch_size: int = 32, corner: float = CORNER) -> pd.DataFrame:
+                  batch_size: int = 32, layer: str = "layer4", corner: float = CORNER) -> pd.DataFrame:
     """Where each method's maps put their mass relative to the marker, on the images `evaluate` scores.
 
     Args:
-        model, data, methods, references, prior, target, max_images, batch_size: as
-            `thesislib.evaluation.evaluate` (the same seeded subset of images for the same `max_images`).
+        model, data, methods, references, prior, target, max_images, batch_size, layer: as
+            `thesislib.evaluation.evaluate` (the same seeded subset of images for the same
+            `max_images`; the same maps for the same `layer`, the ceiling and noise references
+            at its grid).
         corner: side of the corner square (see `marker_mass`).
 
     Returns:
@@ -116,7 +118,7 @@ def marker_scores(model: torch.nn.Module, data, methods: Sequence[str], *, refer
     rows = stratified_subset(labels, max_images)
     names = data.names
     size = data.batch(slice(0, 1))[0].shape[-1]
-    grid = R.cam_grid_of(model, size) if "ceiling" in references else None
+    grid = X.grid_at(model, size, layer) if {"ceiling", "noise"} & set(references) else None
     corners = torch.cat([marker_corners(denormalize(data.batch(rows[i:i + 256])[0]))
                          for i in range(0, len(rows), 256)] or [torch.zeros(0, dtype=torch.int64)])
     # the measure needs a marker: images without one get NaN and are not explained
@@ -128,7 +130,7 @@ def marker_scores(model: torch.nn.Module, data, methods: Sequence[str], *, refer
             part = rows[start:start + batch_size]
             x, _, maps = data.batch(part)
             where = corners[start:start + batch_size]
-            heat = X.explain_all(model, x, list(methods), targets=targets_all[part])
+            heat = X.explain_all(model, x, list(methods), targets=targets_all[part], layer=layer)
             for ref in references:
                 heat[ref] = R.reference_maps(ref, x, maps, prior=prior, grid=grid,
                                              index=[names[i] for i in part.tolist()])
@@ -145,9 +147,10 @@ def cross_evaluate(grid: "Grid", test_sets: dict[str, str], *, corner: float = C
     """Every run of a grid scored on other data sets, as `Grid.results` scores it on its own.
 
     Each run's model is scored on the `eval_split` part of each test set, split as its own data
-    (input size, split, split seed), with its own methods, reference maps (the prior: its own
-    training split's mean expert map), target and number of images. Nothing is stored: the
-    runs folder holds each run's scores on its own data only.
+    (input size, split, split seed), with its own evaluation settings whole (`RunConfig.eval_spec`:
+    methods, reference maps, target, number of images, layer, and the metrics asked for; the
+    prior is its own training split's mean expert map). Nothing is stored: the runs folder holds
+    each run's scores on its own data only.
 
     Args:
         grid: a `thesislib.study.Grid` whose runs are trained (`grid.compute()`).
@@ -161,7 +164,7 @@ def cross_evaluate(grid: "Grid", test_sets: dict[str, str], *, corner: float = C
         with a marker; NaN without any) and marked_images.
     """
     from thesislib.data import load_split, resolve_root
-    from thesislib.evaluation import evaluate, summarize
+    from thesislib.evaluation import summarize
     from thesislib.references import mean_expert_map
 
     if not isinstance(test_sets, dict) or not test_sets:
@@ -178,15 +181,15 @@ def cross_evaluate(grid: "Grid", test_sets: dict[str, str], *, corner: float = C
                              "trained; expected grid.compute() first")
         model = run.load_model()
         prior = mean_expert_map(run.split().train)
+        spec = cfg.eval_spec
         for name, root in roots.items():
-            data = load_split(root, cfg.input_size, fractions=cfg.split, split_seed=cfg.split_seed,
-                              cache_dir=run.runs_dir / "cache")[cfg.eval_split]
-            kw = dict(references=cfg.references, prior=prior, target=cfg.target, max_images=cfg.eval_images)
+            data = spec.data_of(load_split(root, cfg.input_size, fractions=cfg.split, split_seed=cfg.split_seed,
+                                           cache_dir=run.runs_dir / "cache"))
             if root == run.data_root and run.complete:  # its own data: the stored evaluation, same settings
                 summary = summarize(run.images())
             else:
-                summary = summarize(evaluate(model, data, cfg.methods, deletion_steps=cfg.deletion_steps, **kw))
-            marks = marker_scores(model, data, cfg.methods, corner=corner, **kw)
+                summary = summarize(spec.evaluate(model, data, prior=prior))
+            marks = marker_scores(model, data, spec.methods, prior=prior, corner=corner, **spec.map_kwargs())
             marked = marks[marks["marker_corner"] >= 0].groupby("method")["marker_mass"]
             summary["marker_mass"] = summary["method"].map(marked.mean() * 100)
             summary["marked_images"] = summary["method"].map(marked.size()).fillna(0).astype(int)

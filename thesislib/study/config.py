@@ -14,14 +14,17 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thesislib.explain import LAYERS, METHODS
 from thesislib.models import NORMS, STEMS, cam_grid, pooled_dim, scaled_precode_k
 from thesislib.references import REFERENCES
 from thesislib.train import OPTIMIZERS, PENALTIES
 
-__all__ = ["RunConfig", "ConfigError", "TRAINING", "EVALUATION", "SEMANTICS", "EVAL_SEMANTICS", "precode_dims"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RunConfig", "EvalSpec", "ConfigError", "TRAINING", "EVALUATION", "SEMANTICS", "EVAL_SEMANTICS", "precode_dims"]
 
 # Bump SEMANTICS whenever what a stored run means changes (initialisation, model, loss, checkpoint
 # choice, what done.json/history.csv hold), and EVAL_SEMANTICS whenever what a stored evaluation
@@ -147,17 +150,15 @@ class RunConfig:
         return out
 
     def evaluation_dict(self) -> dict[str, Any]:
-        """The evaluation settings that the stored numbers depend on (methods and references excluded;
-        settings added after evaluations existed only where they differ from their defaults, so
-        those evaluations keep their ids)."""
-        out = {k: v for k, v in self.to_dict().items() if k in EVALUATION and k not in ("methods", "references")}
-        if self.layer == "layer4":
-            del out["layer"]
-        if not self.road_percentiles:
-            del out["road_percentiles"]
-        if not self.threshold_free:
-            del out["threshold_free"]
-        return out
+        """The evaluation settings that the stored numbers depend on: `EvalSpec.evaluation_dict` of
+        `eval_spec` (methods and references excluded)."""
+        return self.eval_spec.evaluation_dict()
+
+    @property
+    def eval_spec(self) -> "EvalSpec":
+        """The EVALUATION fields as one `EvalSpec`: what every caller that scores or explains this
+        run's model takes whole."""
+        return EvalSpec(**{k: getattr(self, k) for k in EVALUATION})
 
     def run_id(self, data_fingerprint: str) -> str:
         """Hash of the training fields and SEMANTICS, with the data identified by its content, not its path."""
@@ -166,8 +167,8 @@ class RunConfig:
 
     def eval_id(self) -> str:
         """Hash of the evaluation settings and EVAL_SEMANTICS (methods and references excluded: each
-        is stored on its own)."""
-        return _digest({**self.evaluation_dict(), "semantics": EVAL_SEMANTICS})[:8]
+        is stored on its own): `EvalSpec.eval_id` of `eval_spec`."""
+        return self.eval_spec.eval_id()
 
     @property
     def scored_ids(self) -> tuple[str, ...]:
@@ -277,6 +278,102 @@ TRAINING = ("input_size", "split", "split_seed", "depth", "width", "stem", "norm
             "track_every", "track_method", "track_images", "optimizer", "train_fraction", "skip_corrupt", "shuffle_labels")
 EVALUATION = ("methods", "references", "eval_split", "target", "eval_images", "deletion_steps", "layer",
               "road_percentiles", "threshold_free")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """How a run's model is scored: the EVALUATION fields of a `RunConfig` (`RunConfig.eval_spec`),
+    taken whole by every caller that scores or explains it (`thesislib.study.compute_one`,
+    `thesislib.shortcut.cross_evaluate`, `thesislib.study.mean_maps`, `Grid.layer_results`), so a
+    new evaluation field reaches them all. Values are checked where the spec comes from
+    (`RunConfig`) and again by `thesislib.evaluation.evaluate`.
+
+    Fields: as RunConfig's of the same names. `eval_split` picks the split's part (`data_of`);
+    the others are `evaluate`'s arguments (`evaluate_kwargs`), of which those that decide the
+    maps themselves are `map_kwargs`.
+    """
+
+    methods: tuple[str, ...]
+    references: tuple[str, ...]
+    eval_split: str
+    target: str
+    eval_images: int | None
+    deletion_steps: int
+    layer: str
+    road_percentiles: tuple[float, ...]
+    threshold_free: bool
+
+    def __post_init__(self) -> None:
+        for name in ("methods", "references", "road_percentiles"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
+    def replace(self, **changes: Any) -> "EvalSpec":
+        """A copy with `changes` (EvalSpec field -> value), e.g. the methods still to be scored.
+
+        Raises:
+            ConfigError: a change names no EvalSpec field (listing the fields).
+        """
+        unknown = sorted(set(changes) - set(EVALUATION))
+        if unknown:
+            raise ConfigError(f"EvalSpec.replace: unknown field(s) {', '.join(map(repr, unknown))}; "
+                              f"expected some of {', '.join(EVALUATION)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """field -> value, tuples as lists (as `RunConfig.to_dict` writes them)."""
+        return {f.name: list(v) if isinstance(v, tuple) else v
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+    def evaluation_dict(self) -> dict[str, Any]:
+        """The settings that the stored numbers depend on (methods and references excluded: each is
+        stored on its own; settings added after evaluations existed only where they differ from
+        their defaults, so those evaluations keep their ids)."""
+        out = {k: v for k, v in self.to_dict().items() if k not in ("methods", "references")}
+        if self.layer == "layer4":
+            del out["layer"]
+        if not self.road_percentiles:
+            del out["road_percentiles"]
+        if not self.threshold_free:
+            del out["threshold_free"]
+        return out
+
+    def eval_id(self) -> str:
+        """Hash of `evaluation_dict` and EVAL_SEMANTICS: the folder name of these settings' scores
+        in a run directory."""
+        return _digest({**self.evaluation_dict(), "semantics": EVAL_SEMANTICS})[:8]
+
+    def data_of(self, split: Any) -> Any:
+        """The part of `split` (a `thesislib.data.Split`) that is scored: `split[eval_split]`."""
+        return split[self.eval_split]
+
+    def map_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments that decide which maps are drawn, and on which images, for
+        `thesislib.evaluation.mean_maps` and `thesislib.shortcut.marker_scores` (besides methods and
+        prior): references, target, max_images, layer (sequences as lists)."""
+        return dict(references=list(self.references), target=self.target, max_images=self.eval_images,
+                    layer=self.layer)
+
+    def evaluate_kwargs(self) -> dict[str, Any]:
+        """Every keyword argument of `thesislib.evaluation.evaluate` that the spec sets (besides
+        methods and prior): `map_kwargs` plus deletion_steps, road_percentiles, threshold_free."""
+        return dict(self.map_kwargs(), deletion_steps=self.deletion_steps,
+                    road_percentiles=list(self.road_percentiles), threshold_free=self.threshold_free)
+
+    def evaluate(self, model: Any, data: Any, *, prior: Any = None, batch_size: int = 32) -> "pd.DataFrame":
+        """`thesislib.evaluation.evaluate` of `methods` with every setting of the spec; returns its
+        table (one row per image x method)."""
+        from thesislib.evaluation import evaluate
+
+        return evaluate(model, data, list(self.methods), prior=prior, batch_size=batch_size, **self.evaluate_kwargs())
+
+    def mean_maps(self, model: Any, data: Any, *, prior: Any = None, batch_size: int = 32) -> dict[str, Any]:
+        """`thesislib.evaluation.mean_maps` of `methods` with the spec's `map_kwargs`; returns
+        method (and reference, and "expert") -> its mean map."""
+        from thesislib.evaluation import mean_maps
+
+        return mean_maps(model, data, list(self.methods), prior=prior, batch_size=batch_size, **self.map_kwargs())
 
 
 _FLOATS = ("width", "dropout", "precode_beta", "penalty_lambda", "lr", "train_fraction")

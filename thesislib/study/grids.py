@@ -233,7 +233,15 @@ class Grid:
 
     def layer_results(self, layers: list[str], methods: list[str], *, progress: bool = True) -> pd.DataFrame:
         """The runs explained at each of `layers` by `methods` (computed where missing), stacked
-        with a `layer` column: every metric and reference map (the ceiling at that layer's grid)."""
+        with a `layer` column: every metric and reference map (the ceiling at that layer's grid).
+
+        Only the layer and the methods change: each run's other evaluation settings
+        (`RunConfig.eval_spec`, via `with_evaluation`) stay as they are, so each layer is scored
+        as the run's own evaluation is, with the same metrics.
+
+        Returns:
+            `results()` rows of every layer, with a `layer` column; empty without layers.
+        """
         frames = [self.with_evaluation(layer=layer, methods=list(methods)).compute(progress=progress).results()
                   .assign(layer=layer) for layer in layers]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -429,16 +437,23 @@ def study_grid(params_dir: str | os.PathLike, *, data: str | None = None, runs: 
 
 def mean_maps(run: Run, methods: list[str] | None = None, *, references: tuple[str, ...] = ("prior", "ceiling"),
               max_images: int | None = None) -> dict[str, "torch.Tensor"]:
-    """Each method's mean map over the run's scored images (same subset as its evaluation), beside
-    the mean expert map and the given reference maps (see `thesislib.evaluation.mean_maps`)."""
-    from thesislib.evaluation import mean_maps as _mean_maps
+    """Each method's mean map over the run's scored images, beside the mean expert map and the
+    given reference maps (see `thesislib.evaluation.mean_maps`).
+
+    The maps are drawn with the run's evaluation settings whole (`RunConfig.eval_spec`: its split
+    part, target, layer, and the same subset of images as its evaluation); `methods` (default: the
+    run's), `references` and `max_images` (default: the run's `eval_images`) replace its own.
+
+    Returns:
+        method (and reference) -> float32 [H, W] in [0, 1], plus "expert": the mean expert map.
+    """
     from thesislib.references import mean_expert_map
 
-    cfg = run.config
+    spec = run.config.eval_spec.replace(
+        methods=methods or run.config.methods, references=references,
+        eval_images=max_images if max_images is not None else run.config.eval_images)
     split = run.split()
-    return _mean_maps(run.load_model(), split[cfg.eval_split], list(methods or cfg.methods), references=references,
-                      prior=mean_expert_map(split.train), target=cfg.target,
-                      max_images=max_images if max_images is not None else cfg.eval_images)
+    return spec.mean_maps(run.load_model(), spec.data_of(split), prior=mean_expert_map(split.train))
 
 
 def input_scaling(grid: Grid, *, seed: int | None = None, alpha: float = 0.5, images: int = 16) -> pd.DataFrame:

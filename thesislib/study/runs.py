@@ -175,8 +175,8 @@ class Run:
                           train_fraction=self.config.train_fraction, skip_corrupt=self.config.skip_corrupt)
 
     def eval_data(self, split=None):
-        """The split's part this run is scored on (config.eval_split)."""
-        return (split or self.split())[self.config.eval_split]
+        """The split's part this run is scored on (`EvalSpec.data_of`: config.eval_split)."""
+        return self.config.eval_spec.data_of(split or self.split())
 
     @property
     def pairing(self) -> str:
@@ -284,7 +284,7 @@ def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | N
         {"run_id", "trained" (bool: trained now), "evaluated" (methods added now), "summary"}.
     """
     from thesislib.data import load_split
-    from thesislib.evaluation import evaluate, summarize
+    from thesislib.evaluation import summarize
     from thesislib.models import create_model, init_fingerprint
     from thesislib.references import mean_expert_map
     from thesislib.train import default_device, learning_check, predict, seed_everything, train
@@ -347,14 +347,12 @@ def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | N
             if missing:
                 model = run.load_model(device)
                 data = run.eval_data(split)
-                atomic_write_text(run.eval_dir / "settings.json", json.dumps(cfg.evaluation_dict(), indent=1) + "\n")
-                methods = [m for m in missing if m in cfg.methods]
-                references = [m for m in missing if m in cfg.references]
+                spec = cfg.eval_spec
+                atomic_write_text(run.eval_dir / "settings.json", json.dumps(spec.evaluation_dict(), indent=1) + "\n")
                 # one call: the model's forward passes and the images are shared by every map
-                df = evaluate(model, data, methods, references=references, prior=mean_expert_map(split.train),
-                              target=cfg.target, max_images=cfg.eval_images, deletion_steps=cfg.deletion_steps,
-                              layer=cfg.layer, road_percentiles=cfg.road_percentiles,
-                              threshold_free=cfg.threshold_free)
+                todo = spec.replace(methods=tuple(m for m in missing if m in spec.methods),
+                                    references=tuple(m for m in missing if m in spec.references))
+                df = todo.evaluate(model, data, prior=mean_expert_map(split.train))
                 for name in missing:  # an inapplicable method is stored empty, so it is not retried
                     _write_csv(df[df["method"] == name], run.eval_dir / f"{name}.csv")
                     evaluated.append(name)
