@@ -42,6 +42,18 @@ def tiny_model():
     return make
 
 
+def perturbed(model: torch.nn.Module, fc_bias: tuple[float, float] | None = None) -> torch.nn.Module:
+    """`model` with every weight moved by seeded noise (0.2 sd), so its maps have structure and its
+    CAM a negative part; with `fc_bias`, a classifier bias that makes the confidence move under masking."""
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+        if fc_bias is not None:
+            model.fc.bias.copy_(torch.tensor(fc_bias))
+    return model
+
+
 @pytest.fixture
 def images():
     torch.manual_seed(1)

@@ -9,6 +9,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from skimage.filters import threshold_otsu
 
+from conftest import perturbed
 from thesislib import cam_check as C
 from thesislib import study
 from thesislib.study import runs as R
@@ -16,12 +17,7 @@ from thesislib.study import runs as R
 
 def _moving_model(tiny_model):
     """A tiny model whose layer4 maps have structure and whose CAM has a negative part."""
-    model = tiny_model()
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=g))
-    return model
+    return perturbed(tiny_model())
 
 
 def _minmax(m):

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import thesislib
+from conftest import perturbed
 from thesislib import metrics as M
 from thesislib.evaluation import CONFUSION, classification, evaluate, mean_maps, stratified_subset, summarize
 from thesislib.explain import explain_all
@@ -18,13 +19,7 @@ def prior(split):
 
 def _moving_model(tiny_model):
     """An untrained tiny model whose maps are not constant and whose confidence moves under masking."""
-    model = tiny_model()
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=g))
-        model.fc.bias.copy_(torch.tensor([0.3, -0.3]))
-    return model
+    return perturbed(tiny_model(), fc_bias=(0.3, -0.3))
 
 
 def test_evaluate_rows_and_columns(tiny_model, split, prior):

@@ -51,3 +51,6 @@ def test_weight_collapse_reads_each_run_at_init_and_at_its_kept_epoch(synth_root
     assert table.loc[penalised, "kept"] < table.loc[plain, "kept"]
     run = grid.find(family="weight_decay", setting=penalised, seed=0)
     assert table.loc[penalised, "kept"] == pytest.approx(L.branch_weight_scale(run.load_model()))
+    summary = L.collapse_by_setting(table.reset_index())
+    assert list(summary.index) == [plain, penalised] and summary["runs"].tolist() == [1, 1]
+    assert summary.loc[penalised, "branch median |w| kept"] == pytest.approx(table.loc[penalised, "kept"], abs=5e-4)

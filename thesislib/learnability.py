@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-__all__ = ["branch_weights", "branch_weight_scale", "weight_collapse"]
+__all__ = ["branch_weights", "branch_weight_scale", "weight_collapse", "collapse_by_setting"]
 
 
 def branch_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -46,15 +46,13 @@ def weight_collapse(grid, family: str) -> pd.DataFrame:
     """Per run of `family` in `grid` (a `thesislib.study.Grid` whose runs are trained): setting,
     seed, learned, best_epoch, and `branch_weight_scale` at initialisation ("at init", the model
     the run's seed creates) and at the epoch the run kept ("kept")."""
-    import json
-
     from thesislib.models import create_model
 
     rows = []
     part = grid.table[grid.table["family"] == family]
     for row in part.itertuples():
         run = grid.find(family=family, setting=row.setting, seed=row.seed)
-        done = json.loads((run.dir / "done.json").read_text())
+        done = run.summary()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run.config.seed)
             init = create_model(run.config.model_name, **run.config.model_kwargs())
@@ -62,3 +60,11 @@ def weight_collapse(grid, family: str) -> pd.DataFrame:
                          best_epoch=int(done["best_epoch"]), at_init=branch_weight_scale(init),
                          kept=branch_weight_scale(run.load_model())))
     return pd.DataFrame(rows, columns=["setting", "seed", "learned", "best_epoch", "at_init", "kept"])
+
+
+def collapse_by_setting(table: pd.DataFrame) -> pd.DataFrame:
+    """`weight_collapse`'s table per setting, in its order: learned runs of all, and the median over
+    seeds of the branch weights' scale at initialisation and at the kept epoch (labelled for reading)."""
+    out = table.groupby("setting", sort=False).agg(
+        learned=("learned", "sum"), runs=("learned", "size"), at_init=("at_init", "median"), kept=("kept", "median"))
+    return out.round(3).rename(columns={"at_init": "branch median |w| at init", "kept": "branch median |w| kept"})

@@ -396,8 +396,6 @@ def _print_plan(params_dir: Path, names: list[str], all_params: dict, data: str 
 
     from thesislib.sweep import load_sweep, print_plan
 
-    from thesislib.study.grids import load_params
-
     # 06_correlation (params_dir) computes every notebook's grid of its scale
     study = any("params_dir" in all_params[n] for n in names)
     candidates = NOTEBOOKS if study else names
