@@ -112,7 +112,13 @@ def test_default_params_hold_every_factor_and_level_with_three_seeds_a_7x7_grid_
     from thesislib.models import cam_grid
 
     g = study.study_grid(ROOT / "params" / "default").table
-    assert {(f, s) for f, s in zip(g["family"], g["setting"])} == THESIS_LEVELS
+    trained = {(f, s) for f, s in zip(g["family"], g["setting"])}
+    left_out = set()
+    for name in NOTEBOOKS:
+        left_out |= study.left_out_labels(study.load_params(ROOT / "params" / "default" / f"{name}.yaml").get("not_trained"))
+    assert not trained & left_out, "a setting both trained and listed as not trained"
+    assert trained | left_out == THESIS_LEVELS
+    assert len(left_out) <= 5, "the default scale leaves out only the settings measured not to learn"
     assert set(g["seed"]) == {0, 1, 2}
     for cfg in g["config"]:
         assert cam_grid(cfg.stem, cfg.input_size) >= 7
@@ -124,7 +130,8 @@ def test_default_batch_sizes_train_for_equal_epochs_as_in_the_thesis():
     claims are judged on the thesis's design, not "other design"."""
     g = study.study_grid(ROOT / "params" / "default").table
     epochs = {c.batch_size: c.epochs for c, f in zip(g["config"], g["family"]) if f == "batch_size"}
-    assert sorted(epochs) == [16, 32, 64, 128, 256]
+    left_out = study.left_out_labels(study.load_params(ROOT / "params" / "default" / "02_optimisation.yaml")["not_trained"])
+    assert sorted(epochs) + sorted(int(s) for f, s in left_out if f == "batch_size") == [16, 32, 64, 128, 256]
     baseline = next(c.epochs for c, f in zip(g["config"], g["family"]) if f == "weight_decay")
     assert set(epochs.values()) == {baseline}, epochs
 
@@ -136,3 +143,16 @@ def test_shared_params_are_written_once_per_scale():
         for name in NOTEBOOKS:
             own = yaml.safe_load((ROOT / "params" / scale / f"{name}.yaml").read_text())
             assert not {"data", "runs", "seeds"} & set(own), f"params/{scale}/{name}.yaml repeats shared keys"
+
+
+def test_a_setting_left_out_of_a_scale_is_named_with_its_reason_under_its_table():
+    not_trained = {"batch_size": {"settings": [{"batch_size": 128}, {"batch_size": 256}],
+                                  "reason": "They take 50 and 30 steps."}}
+    text = study.left_out(not_trained, "batch_size")
+    assert text.startswith("**Not trained at this scale: batch size 128, 256.** They take 50 and 30 steps.")
+    assert study.left_out(not_trained, "depth") == "" and study.left_out({}, "batch_size") == ""
+    assert study.left_out_labels(not_trained) == {("batch_size", "128"), ("batch_size", "256")}
+    with pytest.raises(study.ConfigError, match=r"02\.yaml: not_trained: batch_size: expected \{settings"):
+        study.left_out({"batch_size": {"settings": [128], "reason": "x"}}, "batch_size", source="02.yaml")
+    with pytest.raises(study.ConfigError, match="not_trained: batch_size: expected"):
+        study.left_out_labels({"batch_size": {"settings": [{"batch_size": 128}]}})
