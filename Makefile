@@ -17,7 +17,7 @@ SMOKE  := build/smoke
 ENV    ?= venv
 SITE   := build/site
 
-.PHONY: all install report test test-under-load test-unit smoke lab hooks clean clean-runs bench gpu-check wheels mutants
+.PHONY: all install report readme test test-under-load test-unit smoke lab hooks clean clean-runs bench gpu-check wheels mutants
 
 all: test
 
@@ -37,6 +37,10 @@ else
 report: $(STAMP)
 	$(BIN)/thesislib report --params $(PARAMS) $(if $(DATA),--data $(DATA)) --out reports/index.html
 endif
+
+# After `make report` at default scale: the README's first look, rewritten from reports/summary.json.
+readme: $(STAMP)
+	$(BIN)/thesislib readme --summary reports/summary.json
 
 # The smoke report runs every notebook with params/smoke on fresh runs; pytest then checks the
 # package, the report, and re-executes the executed notebooks with nbval. A one-node Slurm

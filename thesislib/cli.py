@@ -141,10 +141,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(func=_params)
 
+    p = sub.add_parser("readme", help="rewrite the README's first look from a report's summary.json",
+                       description="Rewrite the README's first-look block from the summary.json that "
+                                   "`thesislib report` writes beside the report, and keep its facts in "
+                                   "docs/first-look.json (the tests re-render the block from it).",
+                       formatter_class=raw)
+    p.add_argument("--summary", type=Path, default=Path("reports/summary.json"),
+                   help="a report's summary.json (default reports/summary.json, from `make report`)")
+    p.add_argument("--readme", type=Path, default=None, help="the README to rewrite (default: the project's)")
+    p.set_defaults(func=_readme)
+
     from thesislib.sweep import add_parser as add_sweep_parser  # imports nothing heavy
 
     add_sweep_parser(sub)
     return parser
+
+
+def _readme(args) -> int:
+    from thesislib.paths import project_root
+    from thesislib.summary import write_readme
+
+    root = project_root()
+    readme = args.readme or root / "README.md"
+    block = write_readme(args.summary, readme, readme.parent / "docs" / "first-look.json")
+    print(f"rewrote the first look of {readme}:\n{block}")
+    return 0
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

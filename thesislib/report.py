@@ -382,7 +382,11 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
                   data=data or _data_summary(all_params), commit=tree["commit"], dirty=tree["dirty"],
                   command=command if command is not None else shlex.join(sys.argv), packages=package_versions(),
                   date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine=_machine(), wall=wall)
-    html = stitch(outcomes, header, links_from=out.parent)
+    from thesislib import summary
+
+    facts = summary.facts(summary.read_records(work), header, outcomes)
+    atomic_write_text(out.parent / summary.SUMMARY_FILE, json.dumps(facts, indent=1, sort_keys=True) + "\n")
+    html = stitch(outcomes, header, links_from=out.parent, glance=summary.at_a_glance(facts))
     atomic_write_text(out, html)
     _say(f"wrote {out} ({len(html) / 1e6:.1f} MB) in {wall / 60:.1f} min; executed notebooks in {work}")
     return all(o["ok"] for o in outcomes)
@@ -540,7 +544,8 @@ def _files(o: dict, links_from: Path | None) -> str:
     return cells
 
 
-def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike | None = None) -> str:
+def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike | None = None,
+           glance: str = "") -> str:
     """One HTML page from executed notebooks: header, contents, sections; no code, no logs.
 
     Args:
@@ -550,6 +555,7 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
             command (str) and packages ({name: version}).
         links_from: the report's folder: links to executed notebooks and params files are
             relative to it (default: the paths as given).
+        glance: Markdown of the summary shown first (`thesislib.summary.at_a_glance`).
 
     Returns:
         The HTML page, self-contained (figures embedded, nothing fetched).
@@ -568,7 +574,8 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
         "Which training choices change how well CAM explanations of a glaucoma classifier agree with "
         "where experts look, and does a more accurate model explain itself better? Each section answers one "
         "research question of the thesis, with the thesis's published numbers beside ours.\n\n"
-        f"<table>{_header_rows(header)}</table>\n\n"
+        + (glance + "\n\n" if glance else "")
+        + f"<table>{_header_rows(header)}</table>\n\n"
         f"## Contents\n\n<table><tr><th>section</th><th>status</th><th>time</th><th>executed notebook</th>"
         f"<th>params</th></tr>{per_nb}</table>"))
     for o in outcomes:

@@ -568,15 +568,18 @@ def run_health(results: pd.DataFrame):
 
     if results.empty:
         return Markdown("_No runs._")
+    from thesislib.summary import learned_sentence
+
     runs = _with_defaults(results).drop_duplicates("run_id")
     bad = runs[~runs["learned"].astype(bool)]
+    share = " " + learned_sentence(results)
     if bad.empty:
         return Markdown(f"All {len(runs)} runs learned (validation accuracy above the majority-class rate by more "
-                        "than two binomial standard errors, and both classes predicted).")
+                        "than two binomial standard errors, and both classes predicted)." + share)
     lines = [f"- {FAMILIES.get(r.family, (None, r.family))[1]} · {r.setting} · seed {r.seed}: "
              f"test accuracy {r.accuracy:.1f} %" for r in bad.itertuples()]
     return Markdown(f"**{len(bad)} of {len(runs)} runs never learned** ({_RULE}); they inform no verdict, and are "
-                    f"marked {FLAG} in the tables and with an X in the figures:\n" + "\n".join(lines))
+                    f"marked {FLAG} in the tables and with an X in the figures.{share}\n\n" + "\n".join(lines))
 
 
 def conventions_table(ours: pd.DataFrame, family: str | Sequence[str] = "depth",

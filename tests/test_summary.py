@@ -1,0 +1,119 @@
+"""The report's summary and the README's first look come from a report's results, never typed."""
+
+import html as htmlmod
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from thesislib import summary as S
+from thesislib.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])")
+
+
+def _text(html: str) -> str:
+    text = re.sub(r"<style.*?</style>|<script.*?</script>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", htmlmod.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def _numbers(text: str) -> set[str]:
+    return set(NUMBER.findall(text))
+
+
+def _facts(**changes) -> dict:
+    f = dict(params="params/default", commit="0123456789abcdef", dirty=False, machine="Linux x86_64, 2 CPU cores",
+             date="2026-12-03 12:00 UTC", wall_min=24.4,
+             notebooks={"00_data": dict(ok=True, seconds=20), "01_depth": dict(ok=True, seconds=150)},
+             verdicts=dict(claims=30, ours={"agrees": 3, "disagrees": 1, "equivalent": 2, "inconclusive": 20,
+                                            "did not learn": 0, "untestable": 3, "n/a": 1},
+                           thesis={"agrees": 16, "disagrees": 1, "equivalent": 0, "inconclusive": 7,
+                                   "did not learn": 0, "untestable": 6}),
+             runs=dict(runs=90, not_learned=6, shuffled=3, shuffled_not_learned=3),
+             depth_iou=dict(prior=33.71, ceiling=59.46, best=dict(method="EigenCAM", setting="50", mean=27.84,
+                                                                   std=6.66)))
+    f.update(changes)
+    return f
+
+
+def test_the_first_look_states_the_facts_it_is_given():
+    text = S.first_look(_facts())
+    assert "commit 0123456, params params/default, 2026-12-03 12:00 UTC: 24.4 min on Linux x86_64" in text
+    assert "(per notebook: 00 20 s, 01 150 s)" in text
+    assert "our runs could be judged on 26: 3 agrees, 1 disagrees, 2 equivalent, 20 inconclusive, 0 did not learn " \
+           "(3 untestable and 1 n/a stand apart)" in text
+    assert "support 16 of them and leave 7 inconclusive" in text
+    assert "84 of the 87 runs that should learn did (97 %)" in text
+    assert "33.7 % IoU (A)" in text and "59.5 %" in text and "EigenCAM on ResNet-50, 27.8 ± 6.7 %" in text
+    # a part without data is left out, not printed as None
+    assert "None" not in S.first_look(_facts(verdicts=None, runs=None, depth_iou=None))
+
+
+def test_run_counts_leave_the_shuffled_label_runs_aside():
+    df = pd.DataFrame(dict(run_id=["a", "a", "b", "c", "d"], learned=[True, True, False, False, True],
+                           family=["x", "x", "x", "shuffled_labels", "y"]))
+    assert S.run_counts(df) == dict(runs=4, not_learned=2, shuffled=1, shuffled_not_learned=1)
+    assert S.learned_sentence(df).startswith("2 of the 3 runs that should learn did (67 %)")
+
+
+def test_the_readme_first_look_is_the_block_rendered_from_the_stored_report_summary():
+    """docs/first-look.json is what `thesislib readme` kept of the default report's summary.json;
+    the README's block must be exactly what it renders (edit the code, not the README)."""
+    stored = ROOT / "docs" / "first-look.json"
+    facts = json.loads(stored.read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count(S.FIRST_LOOK_BEGIN) == 1 and readme.count(S.FIRST_LOOK_END) == 1
+    block = readme[readme.index(S.FIRST_LOOK_BEGIN): readme.index(S.FIRST_LOOK_END) + len(S.FIRST_LOOK_END)]
+    assert block == S.readme_block(facts)
+    assert facts["params"] == "params/default" and not facts["dirty"]
+
+
+def test_readme_command_rewrites_only_the_block_and_refuses_other_reports(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n\n{S.FIRST_LOOK_BEGIN}\nold 1.0\n{S.FIRST_LOOK_END}\n\nafter 2.0\n")
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(_facts()))
+    assert main(["readme", "--summary", str(summary), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter 2.0\n") and "old 1.0" not in text
+    assert S.first_look(_facts()) in text
+    assert json.loads((tmp_path / "docs" / "first-look.json").read_text()) == _facts()
+    summary.write_text(json.dumps(_facts(params="params/smoke")))
+    with pytest.raises(ValueError, match=r"summary\.json: a report of params 'params/smoke'.*expected params "
+                                         r"'params/default'"):
+        S.write_readme(summary, readme, tmp_path / "store.json")
+    with pytest.raises(FileNotFoundError, match=r"nothing\.json: no report summary"):
+        S.write_readme(tmp_path / "nothing.json", readme, tmp_path / "store.json")
+    readme.write_text("no block\n")
+    summary.write_text(json.dumps(_facts()))
+    with pytest.raises(ValueError, match="README.md: expected one first-look block"):
+        S.write_readme(summary, readme, tmp_path / "store.json")
+
+
+def test_every_number_of_the_first_look_is_in_the_smoke_report_outside_its_summary(smoke_report):
+    """The smoke report's summary.json, rendered as the README renders it: every number it states
+    stands in the report's sections too (the header, the contents, 01's and 06's tables)."""
+    facts = json.loads((smoke_report.parent / S.SUMMARY_FILE).read_text())
+    assert facts["verdicts"] and facts["runs"] and facts["depth_iou"], facts
+    html = smoke_report.read_text()
+    glance = html.index("at-a-glance")
+    contents = html.index(">Contents<")
+    assert glance < contents, "the summary comes first"
+    sections = _text(html[contents:]) + " " + _text(html[:glance])
+    text = S.first_look(facts).replace(facts["machine"], "").replace(facts["commit"][:7], "")
+    missing = sorted(_numbers(text) - _numbers(sections) - _numbers(facts["machine"] + " " + facts["date"]))
+    assert not missing, f"numbers of the first look not in the report's sections: {missing}"
+    assert facts["machine"] in sections and facts["date"] in sections
+
+
+@pytest.fixture(scope="module")
+def smoke_report():
+    import os
+
+    given = os.environ.get("THESISLIB_SMOKE_REPORT")
+    if not given or not Path(given).is_file():
+        pytest.skip(f"no smoke report: THESISLIB_SMOKE_REPORT is {given!r} (make test builds one)")
+    return Path(given)
