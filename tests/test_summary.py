@@ -99,14 +99,35 @@ def test_every_number_of_the_first_look_is_in_the_smoke_report_outside_its_summa
     facts = json.loads((smoke_report.parent / S.SUMMARY_FILE).read_text())
     assert facts["verdicts"] and facts["runs"] and facts["depth_iou"], facts
     html = smoke_report.read_text()
-    glance = html.index("at-a-glance")
-    contents = html.index(">Contents<")
-    assert glance < contents, "the summary comes first"
-    sections = _text(html[contents:]) + " " + _text(html[:glance])
+    glance = re.search(r"id=[\"']at-a-glance[\"']", html).start()
+    end = re.search(r"id=[\"']at-a-glance-end[\"']", html).start()
+    assert glance < end < html.index("<th>git commit</th>"), "the summary comes first, before the header"
+    sections = _text(html[:glance]) + " " + _text(html[end:])
     text = S.first_look(facts).replace(facts["machine"], "").replace(facts["commit"][:7], "")
     missing = sorted(_numbers(text) - _numbers(sections) - _numbers(facts["machine"] + " " + facts["date"]))
     assert not missing, f"numbers of the first look not in the report's sections: {missing}"
     assert facts["machine"] in sections and facts["date"] in sections
+    # and each where it comes from: the header, the contents, 01's tables, 06's verdicts and run health
+    def section(name: str) -> str:
+        start = re.search(rf"id=[\"']sec-{name}[\"']", html).start()
+        nxt = re.search(r"id=[\"']sec-\d\d_", html[start + 10:])
+        return _text(html[start: start + 10 + nxt.start()] if nxt else html[start:])
+
+    head = _text(html[end: html.index(">Contents<")])
+    assert f"wall time {facts['wall_min']:.1f} min" in head
+    contents = _text(html[html.index(">Contents<"): re.search(r"id=[\"']sec-00_data", html).start()])
+    for name, o in facts["notebooks"].items():
+        assert re.search(rf"{name[:2]} · .*? ok {o['seconds']} s", contents), name
+    depth, study = section("01_depth"), section("06_correlation")
+    d = facts["depth_iou"]
+    for value in (f"{d['prior']:.1f} ± 0.0", f"{d['ceiling']:.1f} ± 0.0", f"{d['best']['mean']:.1f} ± {d['best']['std']:.1f}"):
+        assert value in depth, value
+    v = facts["verdicts"]
+    tallied = sum(v["ours"].get(k, 0) for k in ("agrees", "disagrees", "equivalent", "inconclusive", "did not learn"))
+    assert f"{v['claims']} claims" in study and f"Tallied: the {tallied} claims" in study
+    row = " ".join(f"{k} {v['ours'].get(k, 0)} {v['thesis'].get(k, 0)}" for k in ("agrees", "disagrees"))
+    assert row in study, row
+    assert S._learned_text(facts["runs"]) in study
 
 
 @pytest.fixture(scope="module")

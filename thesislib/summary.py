@@ -134,7 +134,8 @@ def at_a_glance(f: dict[str, Any]) -> str:
     if not lines:
         return ""
     return ("## At a glance\n\n<a id='at-a-glance'></a>\n\nComputed from this report's results (the README's "
-            "first look is written from the same numbers):\n\n" + "\n".join(f"- {x}" for x in lines))
+            "first look is written from the same numbers):\n\n" + "\n".join(f"- {x}" for x in lines)
+            + "\n\n<a id='at-a-glance-end'></a>")
 
 
 def first_look(f: dict[str, Any]) -> str:
