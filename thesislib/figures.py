@@ -295,11 +295,10 @@ def curves(hist: pd.DataFrame, metrics: dict[str, str], *, hue: str | None = Non
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    what = ", ".join(metrics.values())
-    lines = f"one line per {hue}" if hue else "one line"
-    return _captioned(fig, f"{(title or 'Training').capitalize()}: {what} on the validation split against the "
-                           f"epoch, {lines}. Points and lines: the mean over seeds ({_seeds_per(hist, hue or 'epoch')}"
-                           "); bands: one standard deviation over seeds.")
+    per = f", one colour per {hue}" if hue else ""
+    return _captioned(fig, f"{(title or 'training').capitalize()}: {', '.join(metrics.values())} on the validation "
+                           f"split against the epoch{per}. Points and lines: the mean over seeds "
+                           f"({_seeds_per(hist, hue or 'epoch')}); bands: one standard deviation over seeds.")
 
 
 def loss_curves(hist: pd.DataFrame, hue: str = "setting") -> plt.Figure:
