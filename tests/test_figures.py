@@ -119,7 +119,8 @@ def test_a_method_has_one_colour_in_every_figure():
     some = _results()
     other = some.assign(method_label=some["method_label"].replace({"CAM": "Score-CAM"}))  # Grad-CAM's rank differs
     other = pd.concat([other[other["method_label"] == "Score-CAM"], other[other["method_label"] != "Score-CAM"]])
-    first, second = _point_colours(figures.by_setting(some, "iou_area")), _point_colours(figures.by_setting(other, "iou_area"))
+    first = _point_colours(figures.by_setting(some, "iou_area"))
+    second = _point_colours(figures.by_setting(other, "iou_area"))
     bars = _bar_colours(figures.method_bars(other, ["iou_area"]))
     for label in ("Grad-CAM", "Prior (mean expert map)"):
         assert first[label] == second[label] == bars[label] == figures.METHOD_COLOURS[label], label

@@ -182,7 +182,8 @@ def test_stitch_numbers_the_figures_and_keeps_every_id_unique(tmp_path):
     assert page.alts == ["Figure 1. Depth: n = 3 seeds.", "Figure 2 of section 01 · Depth (RQ1)", "Figure 3. Epochs."]
     assert [h for h, _ in page.headings if "trivial" in h] == ["01_depth-Against-a-trivial-answer",
                                                                "02_optimisation-Against-a-trivial-answer"]
-    text_links = [(target, section) for target, section, _, cls in page.links if cls != "anchor-link" and "trivial" in target]
+    text_links = [(target, section) for target, section, _, cls in page.links
+                  if cls != "anchor-link" and "trivial" in target]
     assert text_links == [("01_depth-Against-a-trivial-answer", "01_depth"),
                           ("02_optimisation-Against-a-trivial-answer", "02_optimisation")]
 

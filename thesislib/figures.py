@@ -20,9 +20,8 @@ import seaborn as sns
 import torch
 
 from thesislib.data import LagDataset, denormalize, normalize, train_transform
-from thesislib.explain import LABELS, Explainer, NotApplicable
+from thesislib.explain import LABELS, METHODS, Explainer, NotApplicable
 from thesislib.layout import CLASSES
-from thesislib.explain import METHODS
 from thesislib.metrics import REGISTRY, binarize
 from thesislib.references import LABELS as REF_LABELS
 from thesislib.references import REFERENCES
@@ -37,19 +36,17 @@ CAPTION_KEY = "thesislib"  # a figure's display metadata: {CAPTION_KEY: {"captio
 
 sns.set_theme(context="notebook", style="whitegrid")
 
-# tab10 without its grey, one colour per explainer (explain.METHODS has nine); the reference maps in
-# greys, the most telling (prior, ceiling) darkest
-_EXPLAINER_COLOURS = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7]
+# Explainers: tab10 without its grey (then Dark2), one colour each in the order of explain.METHODS.
+# Reference maps: greys, the most telling (prior, ceiling) darkest, each with its own marker.
+_EXPLAINER_COLOURS = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7] + sns.color_palette("Dark2")
+_REFERENCE_ORDER = ["prior", "ceiling"] + [r for r in REFERENCES if r not in ("prior", "ceiling")]
 METHOD_COLOURS: dict[str, tuple[float, float, float]] = {
-    **{LABELS[m]: c for m, c in zip(METHODS, _EXPLAINER_COLOURS, strict=True)},
-    **{REF_LABELS[r]: mcolors.to_rgb(str(g)) for r, g in zip(
-        ("prior", "ceiling", "gaussian", "sobel", "noise", "random"), (0.15, 0.3, 0.45, 0.55, 0.65, 0.75))},
+    **{LABELS[m]: tuple(c) for m, c in zip(METHODS, _EXPLAINER_COLOURS)},
+    **{REF_LABELS[r]: (g, g, g) for r, g in zip(_REFERENCE_ORDER, np.linspace(0.15, 0.75, len(_REFERENCE_ORDER)))},
 }
 """Method label (explainer or reference map) -> its colour in every figure."""
 _REFERENCE_LABELS = frozenset(REF_LABELS[r] for r in REFERENCES)
-_REFERENCE_MARKERS = dict(zip((REF_LABELS[r] for r in ("prior", "ceiling", "gaussian", "sobel", "noise", "random")),
-                              ("s", "D", "^", "v", "P", "X")))
-assert set(METHOD_COLOURS) == set(LABELS.values()) | _REFERENCE_LABELS
+_REFERENCE_MARKERS = {REF_LABELS[r]: mk for r, mk in zip(_REFERENCE_ORDER, "sD^vPXph")}
 
 
 def method_palette(labels) -> dict[str, tuple[float, float, float]]:
@@ -263,7 +260,8 @@ def gallery(models: dict[str, torch.nn.Module], data: LagDataset, methods: Seque
     explained = "the class each model predicts" if target == "predicted" else "the true class"
     return _captioned(fig, f"Gallery: heatmaps of n = {len(idx)} test images (rows, true class at the left) for "
                            f"{len(models)} model{'s' * (len(models) != 1)} x {len(methods)} method"
-                           f"{'s' * (len(methods) != 1)} (columns), drawn over the photo; the maps explain {explained}. "
+                           f"{'s' * (len(methods) != 1)} (columns), drawn over the photo; the maps explain "
+                           f"{explained}. "
                            "Colour: the map's value, each map normalised to 0 (blue) to 1 (red), see the colour bar; "
                            "white contour: the expert region (Otsu mask of the expert map); under each panel: the "
                            "model's predicted class and its softmax confidence.")
@@ -273,7 +271,8 @@ def _class_name(label: int) -> str:
     return CLASSES[label].replace("_", " ")
 
 
-def curves(hist: pd.DataFrame, metrics: dict[str, str], *, hue: str | None = None, title: str | None = None) -> plt.Figure:
+def curves(hist: pd.DataFrame, metrics: dict[str, str], *, hue: str | None = None,
+           title: str | None = None) -> plt.Figure:
     """Metrics against epoch, mean and spread over seeds (thesis Fig. 5.1 / 5.2).
 
     Args:
@@ -324,7 +323,8 @@ def loss_curves(hist: pd.DataFrame, hue: str = "setting") -> plt.Figure:
         ax.set_ylabel(f"loss: {train_col} (train) vs\nval_loss (validation, mean path)")
     _legend_outside(ax, fontsize=8)
     fig.tight_layout()
-    pair = "CE + β·KL on sampled z for both" if sampled else f"{train_col} (train) against val_loss (validation, mean path)"
+    pair = "CE + β·KL on sampled z for both" if sampled else \
+        f"{train_col} (train) against val_loss (validation, mean path)"
     return _captioned(fig, f"Training against validation loss per epoch ({pair}), one colour per {hue}; solid: "
                            f"training, dashed: validation. Lines: the mean over seeds ({_seeds_per(hist, hue)}); "
                            "bands: one standard deviation over seeds.")
@@ -362,8 +362,8 @@ def timing(images: pd.DataFrame) -> plt.Figure:
     per_run = images.groupby(["method_label", "run_id"], sort=False)["seconds"].mean().reset_index()
     per_run["ms"] = per_run["seconds"] * 1000
     fig, ax = plt.subplots(figsize=(6.5, 3.0))
-    sns.barplot(data=per_run, y="method_label", x="ms", hue="method_label", palette=method_palette(per_run["method_label"]),
-                saturation=1.0, ax=ax, errorbar="sd", legend=False)
+    sns.barplot(data=per_run, y="method_label", x="ms", hue="method_label",
+                palette=method_palette(per_run["method_label"]), saturation=1.0, ax=ax, errorbar="sd", legend=False)
     ax.set_xscale("log")
     ax.set_xlabel("ms per image (log scale)")
     ax.set_ylabel("")
@@ -397,7 +397,8 @@ def by_setting(results: pd.DataFrame, metric: str, *, title: str | None = None) 
     """
     m = _metric(metric)
     labels = list(dict.fromkeys(results["method_label"]))
-    order = [lab for lab in labels if lab not in _REFERENCE_LABELS] + [lab for lab in labels if lab in _REFERENCE_LABELS]
+    order = [lab for lab in labels if lab not in _REFERENCE_LABELS] + [lab for lab in labels
+                                                                      if lab in _REFERENCE_LABELS]
     fig, ax = plt.subplots(figsize=(8.0, 3.4))
     sns.pointplot(data=results, x="setting", y=metric, hue="method_label", hue_order=order,
                   palette=method_palette(order), markers=[_REFERENCE_MARKERS.get(lab, "o") for lab in order],
@@ -416,8 +417,8 @@ def by_setting(results: pd.DataFrame, metric: str, *, title: str | None = None) 
         ax.set_title(title)
     fig.tight_layout()
     refs = " (reference maps in grey, dashed)" if any(lab in _REFERENCE_LABELS for lab in order) else ""
-    crosses = f"; black crosses: the single runs flagged as not learned (the means include them)" if not flagged.empty \
-        else ""
+    crosses = "; black crosses: the single runs flagged as not learned (the means include them)" \
+        if not flagged.empty else ""
     return _captioned(fig, f"{title or m.label}: {m.label} ({m.unit}, {'higher' if m.higher else 'lower'} is better) "
                            f"per setting, one colour per method{refs}. Points: the mean over seeds "
                            f"({_seeds_per(results, 'setting')}); error bars: one standard deviation over seeds"
@@ -532,7 +533,8 @@ def randomisation(df: pd.DataFrame, *, threshold: float | None = None) -> plt.Fi
                  fontsize=10)
     fig.tight_layout()
     per = data.groupby(["method_label", "stage"], sort=False).size()
-    seeds = f" from {data['seed'].nunique()} seed{'s' * (data['seed'].nunique() != 1)}" if "seed" in data.columns else ""
+    n_seeds = data["seed"].nunique() if "seed" in data.columns else 0
+    seeds = f" from {n_seeds} seed{'s' * (n_seeds != 1)}" if n_seeds else ""
     measures = ", ".join(_metric(c).label for c in columns)
     return _captioned(fig, f"Model randomisation: per method (colour), the similarity ({measures}) between each map of "
                            "the trained model and the map after its stages are randomised top-down, cumulatively. "

@@ -10,8 +10,9 @@ dirty, the command, package versions, date, machine, wall time), a table of cont
 section's executed notebook and params file, and every notebook's text, tables and figures,
 without code. Figures are numbered through the report, each with its caption (carried in the
 figure's display metadata, `thesislib.figures`) beneath it and as its alt text; a heading whose
-id repeats across sections gets its section's name as a prefix, so every id is unique. A notebook that fails is named in the report with the failing cell and error; its
-executed notebook is kept.
+id repeats across sections gets its section's name as a prefix, so every id is unique. A
+notebook that fails is named in the report with the failing cell and error; its executed notebook
+is kept.
 Each notebook's last cell records its key numbers (`record`, `key_numbers`) as
 <notebook>.results.json beside its executed notebook, for the tests to check.
 """
