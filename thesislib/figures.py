@@ -46,7 +46,7 @@ METHOD_COLOURS: dict[str, tuple[float, float, float]] = {
 }
 """Method label (explainer or reference map) -> its colour in every figure."""
 _REFERENCE_LABELS = frozenset(REF_LABELS[r] for r in REFERENCES)
-_REFERENCE_MARKERS = {REF_LABELS[r]: mk for r, mk in zip(_REFERENCE_ORDER, "sD^vPXph")}
+_REFERENCE_MARKERS = {REF_LABELS[r]: mk for r, mk in zip(_REFERENCE_ORDER, "sD^vPph*")}  # X marks flagged runs
 
 
 def method_palette(labels) -> dict[str, tuple[float, float, float]]:
@@ -105,11 +105,11 @@ def _n(values, what: str) -> str:
     return f"n = {counts[0]} {what}" if len(counts) == 1 else f"n = {counts[0]} to {counts[-1]} {what}"
 
 
-def _seeds_per(df: pd.DataFrame, by: str) -> str:
-    """How many seeds each value of `by` rests on."""
+def _seeds_per(df: pd.DataFrame, by: str | None) -> str:
+    """How many seeds each value of `by` rests on (all rows together where `by` is None)."""
     if "seed" not in df.columns:
         return "n unknown"
-    if by not in df.columns:
+    if by is None or by not in df.columns:
         return _n([df["seed"].nunique()], "seeds")
     return _n(df.groupby(by, sort=False)["seed"].nunique(), "seeds") + f" per {by}"
 
@@ -297,7 +297,7 @@ def curves(hist: pd.DataFrame, metrics: dict[str, str], *, hue: str | None = Non
     per = f", one colour per {hue}" if hue else ""
     return _captioned(fig, f"{(title or 'training').capitalize()}: {', '.join(metrics.values())} on the validation "
                            f"split against the epoch{per}. Points and lines: the mean over seeds "
-                           f"({_seeds_per(hist, hue or 'epoch')}); bands: one standard deviation over seeds.")
+                           f"({_seeds_per(hist, hue)}); bands: one standard deviation over seeds.")
 
 
 def loss_curves(hist: pd.DataFrame, hue: str = "setting") -> plt.Figure:
