@@ -385,9 +385,9 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     from thesislib import summary
 
     facts = summary.facts(summary.read_records(work), header, outcomes)
-    atomic_write_text(out.parent / summary.SUMMARY_FILE, json.dumps(facts, indent=1, sort_keys=True) + "\n")
     html = stitch(outcomes, header, links_from=out.parent, glance=summary.at_a_glance(facts))
     atomic_write_text(out, html)
+    atomic_write_text(out.parent / summary.SUMMARY_FILE, json.dumps(facts, indent=1, sort_keys=True) + "\n")
     _say(f"wrote {out} ({len(html) / 1e6:.1f} MB) in {wall / 60:.1f} min; executed notebooks in {work}")
     return all(o["ok"] for o in outcomes)
 
