@@ -49,7 +49,7 @@ RECORDED: dict[str, Any] = {
         "models": "6be16845bda579eb",
         "train": "9fa8ed9dbf9d3b2c",
         "evaluation": "5b641d96a0b831b4",
-        "metrics": "0ccd8a3c7eeecea2",
+        "metrics": "1bc33c1ba5c9cee8",
         "explain": "123a24789d716e48",
         "references": "bd58db7937976fbd",
     },
