@@ -34,7 +34,10 @@ def test_comments_docstrings_and_layout_do_not_count_but_code_does():
 def test_a_change_to_a_covered_module_without_a_bump_names_it_the_version_and_the_command(tmp_path, monkeypatch):
     package = Path(S.__file__).parent
     for name in S.TRAINING_MODULES + S.EVALUATION_MODULES:
-        shutil.copy(package / f"{name}.py", tmp_path / f"{name}.py")
+        if (package / name).is_dir():  # a package, e.g. data
+            shutil.copytree(package / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(package / f"{name}.py", tmp_path / f"{name}.py")
     monkeypatch.setattr(S, "_PACKAGE", tmp_path)
     recorded = S.current()
     assert S.problems(recorded) == []
