@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from thesislib import data as D
+from thesislib.data import decoded
 from thesislib.layout import CLASSES, IMAGE_DIR, MAP_DIR
 
 
@@ -67,14 +68,14 @@ def test_bad_fractions_are_rejected(fractions):
 
 def test_arrays_are_decoded_once_and_cached_on_disk(synth_root, tmp_path, monkeypatch):
     calls = []
-    real = D._decode
-    monkeypatch.setattr(D, "_decode", lambda *a: calls.append(1) or real(*a))
-    D._MEMORY.clear()
+    real = decoded.decode
+    monkeypatch.setattr(decoded, "decode", lambda *a: calls.append(1) or real(*a))
+    decoded.MEMORY.clear()
     first = D.load_arrays(synth_root, 48, cache_dir=tmp_path)
     assert len(calls) == 240  # 120 images + 120 maps, once each
     again = D.load_arrays(synth_root, 48, cache_dir=tmp_path)
     assert again is first and len(calls) == 240  # in memory
-    D._MEMORY.clear()
+    decoded.MEMORY.clear()
     from_disk = D.load_arrays(synth_root, 48, cache_dir=tmp_path)
     assert len(calls) == 240  # from the disk cache
     assert torch.equal(from_disk.images, first.images) and torch.equal(from_disk.maps, first.maps)
