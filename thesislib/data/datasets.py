@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from torch.utils.data import DataLoader
 
 from thesislib.data.decoded import Arrays, load_arrays
 from thesislib.data.folder import SPLITS, check_counts
@@ -101,11 +102,9 @@ class LagDataset:
             yield x, labels[idx]
 
     def loader(self, batch_size: int, *, shuffle: bool, seed: int = 0,
-               workers: int = 0) -> "torch.utils.data.DataLoader":
+               workers: int = 0) -> DataLoader:
         """A DataLoader whose order depends only on `seed`."""
         gen = torch.Generator().manual_seed(seed)
-        from torch.utils.data import DataLoader
-
         return DataLoader(self, batch_size=batch_size, shuffle=shuffle, generator=gen,
                           num_workers=workers, drop_last=False, persistent_workers=workers > 0)
 
@@ -127,7 +126,7 @@ class Split:
         """Images per split and class, and per split what the PROTOCOL counts: blank (constant)
         attention maps, and maps of another aspect ratio than their image; a last row counts
         the pairs left out as unreadable (skip_corrupt), where there are any."""
-        import pandas as pd
+        import pandas as pd  # here, not at the top: pandas is slow to import and only this table needs it
 
         arrays = self.train.arrays
         blank, aspect = arrays.blank_maps(), set(arrays.map_other_aspect)

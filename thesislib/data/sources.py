@@ -5,13 +5,13 @@ a data folder; `synth_spec` and `synth_name` read and write the synthetic sets' 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from thesislib.data.folder import DataError
-
-if TYPE_CHECKING:
-    from thesislib.synth import SynthSpec
+from thesislib.paths import data_dir
+from thesislib.synth import SynthSpec, synthesize
 
 __all__ = ["resolve_root", "synth_spec", "synth_name", "DEFAULT_SYNTH"]
 
@@ -35,9 +35,6 @@ def resolve_root(data: str | os.PathLike | None = None) -> Path:
                         "pass --data DIR or set it (e.g. THESISLIB_DATA=/path/to/LAG)")
     if not text.startswith("synthetic"):
         return Path(text).expanduser().resolve()
-    from thesislib.paths import data_dir
-    from thesislib.synth import synthesize
-
     spec = synth_spec(text)
     root = data_dir() / synth_name(spec)
     if not root.is_dir():
@@ -48,14 +45,9 @@ def resolve_root(data: str | os.PathLike | None = None) -> Path:
 _SHORT = {"n": "n", "s": "size"}
 
 
-def synth_spec(text: str) -> "SynthSpec":
+def synth_spec(text: str) -> SynthSpec:
     """"synthetic-n240-s64-label_noise0.2" -> SynthSpec(n=240, size=64, label_noise=0.2, ...)."""
-    import re
-    from dataclasses import fields as dc_fields
-
-    from thesislib.synth import SynthSpec
-
-    names = {f.name for f in dc_fields(SynthSpec)}
+    names = {f.name for f in fields(SynthSpec)}
     parts = text.split("-")
     if parts[0] != "synthetic":
         raise DataError(f"data: expected a folder or 'synthetic[-n<images>-s<pixels>-seed<k>...]', found {text!r}")
@@ -82,10 +74,8 @@ def synth_spec(text: str) -> "SynthSpec":
         raise DataError(f"data: {text!r}: {err}") from None
 
 
-def synth_name(spec: "SynthSpec") -> str:
+def synth_name(spec: SynthSpec) -> str:
     """The canonical name of a synthetic set (also its folder name under <project>/data)."""
-    from thesislib.synth import SynthSpec
-
     defaults = SynthSpec()
     extra = "".join(f"-{k}{v}" for k, v in sorted(vars(spec).items())
                     if k not in ("n", "size", "seed") and v != getattr(defaults, k))
