@@ -1,3 +1,5 @@
+import importlib
+import pkgutil
 import shutil
 
 import pytest
@@ -240,3 +242,19 @@ def test_the_fingerprint_follows_the_content_of_every_image_and_map(synth_root, 
         assert D.fingerprint(D.scan(root)) != base, sub
         victim.write_bytes(original)
     assert D.fingerprint(D.scan(root)) == base
+
+
+def test_every_public_name_is_importable_from_the_package():
+    """Each public name has one home module and the package re-exports it; names that need torch
+    load on first use."""
+    homes: dict[str, list] = {}
+    for room in pkgutil.iter_modules(D.__path__):
+        module = importlib.import_module(f"thesislib.data.{room.name}")
+        for name in module.__all__:
+            homes.setdefault(name, []).append(module)
+    for name in D.__all__:
+        assert len(homes.get(name, [])) == 1, name
+        assert getattr(D, name) is getattr(homes[name][0], name), name
+    assert set(D.__all__) <= set(dir(D))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        D.nope
