@@ -1,5 +1,8 @@
-"""The data check: `check` reads every file of a folder without torch and counts what the
-PROTOCOL counts (`DataCheck`), so `thesislib check-data` answers at once.
+"""The data check: `check` reads every file of a folder without torch and counts (`DataCheck`).
+
+It counts what the PROTOCOL counts (readable pairs per class, unreadable pairs left out, blank
+maps, maps of another size or aspect ratio than their photo), so `thesislib check-data` answers
+at once.
 """
 
 from __future__ import annotations

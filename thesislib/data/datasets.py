@@ -1,5 +1,7 @@
-"""The dataset classes: one split of a decoded data set (`LagDataset`), the three of one split
-(`Split`), and `load_split`, which decodes a folder and splits it.
+"""The dataset classes: `LagDataset` (one split), `Split` (the three), and `load_split`.
+
+`load_split` decodes a folder (`load_arrays`) and splits it (`stratified_split`, and
+`stratified_fraction` for a share of the training split).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Decoded arrays: each image/map pair decoded once per input size (`load_arrays`, `Arrays`),
-kept in memory and in a disk cache keyed by the data's content hash and the size.
+"""Decoded arrays and their cache: `load_arrays` decodes each pair once per input size (`Arrays`).
+
+The decoded set is kept in memory and in a disk cache keyed by the data's content hash and the
+size, so epochs and later runs do not re-decode.
 """
 
 from __future__ import annotations

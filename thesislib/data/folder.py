@@ -1,6 +1,7 @@
-"""The LAG folder: `scan` lists its image/map pairs, `fingerprint` hashes them, `check_counts`
-asks each class for enough pairs to fill the three `SPLITS`; `DataError`, which every data
-problem raises.
+"""The LAG folder: `scan` lists its image/map pairs, `fingerprint` hashes them; `DataError`.
+
+`check_counts` asks each class for enough pairs to fill the three `SPLITS`. `DataError` is what
+every data problem raises, naming the file, what was found and what was expected.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Reading one file: Pillow decodes a photo to 8-bit RGB and a map to 8-bit grayscale, and an
-error names the file, what it is and what was expected; the geometry of a map against its photo.
+"""Reading one file with Pillow: `read` a photo (8-bit RGB) or map (8-bit grayscale), `map_geometry`.
+
+A file that does not decode, or decodes to another mode, is an error naming the file, what it is
+and what was expected.
 """
 
 from __future__ import annotations

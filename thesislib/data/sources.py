@@ -1,5 +1,7 @@
-"""Where the data comes from: `resolve_root` turns a folder, a synthetic set's name or nothing into
-a data folder; `synth_spec` and `synth_name` read and write the synthetic sets' names.
+"""Where the data comes from: `resolve_root`, and the synthetic sets' names (`synth_spec`, `synth_name`).
+
+`resolve_root` turns a folder, a synthetic set's name or nothing into a data folder, generating a
+synthetic set on first use.
 """
 
 from __future__ import annotations

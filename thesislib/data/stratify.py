@@ -1,5 +1,7 @@
-"""Seeded stratified splits: train/val/test indices (`stratified_split`) and a training split's
-share (`stratified_fraction`).
+"""Seeded stratified splits: `stratified_split` (train/val/test), `stratified_fraction` (a share).
+
+Both are seeded with the split seed, independent of the training seed, so every training seed
+shares one split and one training subset.
 """
 
 from __future__ import annotations

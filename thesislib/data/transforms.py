@@ -1,6 +1,7 @@
-"""Normalisation and the PROTOCOL's training augmentation: per sample with torchvision
-(`train_transform`), or a whole batch at once from parameters drawn on the CPU (`Augmentation`,
-`augment`).
+"""Normalisation and the PROTOCOL's training augmentation: `normalize`, `train_transform`, `augment`.
+
+Per sample with torchvision (`train_transform`), or a whole batch at once from parameters drawn
+on the CPU (`Augmentation`, `augment`).
 """
 
 from __future__ import annotations
