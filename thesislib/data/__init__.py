@@ -53,6 +53,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    """A name of a room that imports torch: imported from its room on first use."""
     room = _ROOM.get(name)
     if room is None:
         raise AttributeError(f"module 'thesislib.data' has no attribute {name!r}")
@@ -62,4 +63,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
+    """The package's names, with those not imported yet."""
     return sorted(set(globals()) | set(_ROOM))
