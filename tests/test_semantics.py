@@ -34,7 +34,7 @@ def test_comments_docstrings_and_layout_do_not_count_but_code_does():
 def test_a_change_to_a_covered_module_without_a_bump_names_it_the_version_and_the_command(tmp_path, monkeypatch):
     package = Path(S.__file__).parent
     for name in S.TRAINING_MODULES + S.EVALUATION_MODULES:
-        if (package / name).is_dir():  # a package, e.g. metrics
+        if (package / name).is_dir():  # a package, e.g. metrics or data
             shutil.copytree(package / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(package / f"{name}.py", tmp_path / f"{name}.py")
@@ -57,6 +57,25 @@ def test_a_change_to_a_covered_module_without_a_bump_names_it_the_version_and_th
     [found] = S.problems(recorded)
     assert found.startswith(f"EVAL_SEMANTICS is {recorded['eval_semantics'] + 1} but the record was made at "
                             f"{recorded['eval_semantics']}") and COMMAND in found
+
+
+def test_a_changed_or_new_file_in_a_covered_package_is_named_as_the_package(tmp_path, monkeypatch):
+    shutil.copytree(Path(S.__file__).parent / "data", tmp_path / "data", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(S, "_PACKAGE", tmp_path)
+    monkeypatch.setattr(S, "TRAINING_MODULES", ("data",))
+    monkeypatch.setattr(S, "EVALUATION_MODULES", ())
+    recorded = S.current()
+    assert S.problems(recorded) == []
+    stratify = tmp_path / "data" / "stratify.py"
+    original = stratify.read_text()
+    stratify.write_text(original.replace("manual_seed(seed)", "manual_seed(seed + 1)"))
+    [found] = S.problems(recorded)
+    assert found.startswith("thesislib/data/ changed since the record, but SEMANTICS did not"), found
+    stratify.write_text(original)
+    assert S.problems(recorded) == []
+    (tmp_path / "data" / "extra.py").write_text("SHIFT = 1\n")
+    [found] = S.problems(recorded)
+    assert found.startswith("thesislib/data/ changed"), found
 
 
 def test_update_records_the_current_code(tmp_path):

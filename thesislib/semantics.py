@@ -44,7 +44,7 @@ RECORDED: dict[str, Any] = {
     "eval_semantics": 2,
     "python": "3.11.7",
     "modules": {
-        "data": "1061c156587e746f",
+        "data": "dd30381a2140b903",
         "synth": "33fb3e1e7345ace3",
         "models": "6be16845bda579eb",
         "train": "9fa8ed9dbf9d3b2c",
