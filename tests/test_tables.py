@@ -88,10 +88,16 @@ def test_thesis_table_puts_the_thesis_beside_ours():
     agg = T.aggregate(_depth(_results()))
     table = T.thesis_table(agg, "depth", settings=["18", "50"])
     lo, hi = sps.t.interval(0.95, 2, loc=21.0, scale=0.33 / np.sqrt(3))
-    assert table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "thesis")] == f"21.0 ± 0.3 [{lo:.1f}, {hi:.1f}]"
-    assert table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "ours")] == "36.0 ± 2.0 [31.0, 41.0]"
+    thesis = table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "thesis")]
+    assert thesis == "21.0 ± 0.3" and thesis.title == f"95 % interval {lo:.1f} to {hi:.1f}, 3 seeds"
+    ours = table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "ours")]
+    assert ours == "36.0 ± 2.0" and ours.title == "95 % interval 31.0 to 41.0, 3 seeds"
+    assert 'title="95 % interval 31.0 to 41.0, 3 seeds"' in table._repr_html_()  # the interval is the hover
+    assert ours.best and "<b>36.0 ± 2.0</b>" in table._repr_html_()  # the best explainer of its column
+    assert not table.loc[("↑ IoU (A)", "Grad-CAM"), ("50", "ours")].best
     assert table.loc[("↑ IoU (A)", "CAM"), ("50", "ours")] == "—"  # not computed
-    assert table.loc[("↓ AD", "Grad-CAM"), ("18", "thesis")].startswith("67.1 ± 1.7 [")
+    assert table.loc[("↓ AD", "Grad-CAM"), ("18", "thesis")] == "67.1 ± 1.7"
+    assert table.loc[("↑ IoU (BB)", "Score-CAM"), ("50", "ours")] == "1.0"  # the same in every seed: shown once
     assert list(table.frame.index.get_level_values(0)[:3]) == ["↑ Acc", "↑ ROC AUC", "↑ F1 score"]
     assert table.notes == []
 
@@ -99,8 +105,12 @@ def test_thesis_table_puts_the_thesis_beside_ours():
 def test_thesis_table_shows_reference_rows_flags_and_small_n():
     agg = T.aggregate(_depth(_results(flag_seed=2, references=True)))
     table = T.thesis_table(agg, "depth", methods=["Score-CAM"])
-    methods = list(dict.fromkeys(table.frame.index.get_level_values(1)))
-    assert methods == ["", "Score-CAM", "reference: Prior (mean expert map)", "reference: Ceiling (expert map at CAM grid)"]
+    rows = list(table.frame.index)
+    assert [m for _, m in rows] == ["", "", "", "Score-CAM"] * 1 + ["Score-CAM"] * 3 + [
+        "Prior (mean expert map)", "Ceiling (expert map at CAM grid)"] * 4
+    # the reference maps in one block after every explainer row, not under each metric
+    assert [b for b, _ in rows[7:]] == [f"reference maps: {m}" for m in ("↑ IoU (A)", "↑ IoU (BB)", "↓ AD", "↑ IiC")
+                                        for _ in range(2)]
     assert table.loc[("↑ IoU (A)", "Score-CAM"), ("50", "ours")].endswith(T.FLAG)
     assert not table.loc[("↑ IoU (A)", "Score-CAM"), ("18", "ours")].endswith(T.FLAG)
     assert table.notes and "1 of the runs" in table.notes[0]
@@ -109,6 +119,25 @@ def test_thesis_table_shows_reference_rows_flags_and_small_n():
     assert two.loc[("↑ IoU (A)", "Score-CAM"), ("18", "ours")].endswith("(n=2)")
     one = T.thesis_table(T.aggregate(_depth(_results()[lambda d: d["seed"] == 0])), "depth", methods=["Score-CAM"])
     assert one.loc[("↑ IoU (A)", "Score-CAM"), ("18", "ours")] == "24.0 (n=1)"
+
+
+def test_a_thesis_table_with_many_settings_puts_them_in_rows():
+    res = _results(references=True)[lambda d: d["setting"] == "a"]
+    explainer = ~res["method"].isin(["prior", "ceiling"])
+    wide = pd.concat([res.assign(setting=s, iou_area=res["iou_area"] + i * explainer, accuracy=res["accuracy"] + i,
+                                 run_id=res["run_id"] + s)
+                      for i, s in enumerate(["16", "32", "64", "128"])], ignore_index=True)
+    table = T.thesis_table(T.aggregate(wide.assign(family="batch_size")), "batch_size", methods=["Score-CAM"])
+    assert list(table.frame.columns) == ["ours", "thesis"]  # 4 settings x 2 would be 8 columns
+    assert table.frame.index.names == ["metric", "method", "Batch size"]
+    assert table.loc[("↑ IoU (A)", "Score-CAM", "64"), "thesis"] == "22.1 ± 1.3"  # thesis Table 5.4
+    # the prior's IoU does not depend on the model: one row for every setting; its AD row per setting
+    prior = [k for k in table.frame.index if k[1] == "Prior (mean expert map)"]
+    assert ("reference maps: ↑ IoU (A)", "Prior (mean expert map)", "every setting") in prior
+    assert table.loc[("reference maps: ↑ IoU (A)", "Prior (mean expert map)", "every setting"), "ours"] == "41.0 ± 2.0"
+    narrow = T.thesis_table(T.aggregate(wide.assign(family="batch_size")), "batch_size", methods=["Score-CAM"],
+                            with_thesis=False, settings=["16", "32", "64"])
+    assert list(narrow.frame.columns) == [("16", "ours"), ("32", "ours"), ("64", "ours")]
 
 
 def test_method_table_lists_explainers_then_references_and_marks_duplicates():

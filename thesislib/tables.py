@@ -7,6 +7,7 @@ Labels, directions, units and ranges of metrics come from `thesislib.metrics.REG
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -146,18 +147,89 @@ def aggregate(results: pd.DataFrame, *, learned_only: bool = False, by: str | No
     return out[_LONG]
 
 
-def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0) -> str:
-    """"mean ± std [lo, hi]"; "(n=1)" etc. where fewer than three seeds; FLAG where runs never learned."""
+class Cell(str):
+    """A shown value: its text ("mean ± sd"), what hovering over it tells (the 95 % interval, the
+    seeds), and whether it is marked as the best of its column."""
+
+    title: str
+    best: bool
+    mean: float = math.nan  # the value behind the text, where one is (for marking the best)
+
+    def __new__(cls, text: str, title: str = "", best: bool = False) -> "Cell":
+        cell = super().__new__(cls, text)
+        cell.title, cell.best = title, best
+        return cell
+
+    def marked(self) -> "Cell":
+        """The same cell, marked best (bold)."""
+        out = Cell(str(self), self.title, True)
+        out.mean = self.mean
+        return out
+
+    def html(self) -> str:
+        text = html.escape(str(self))
+        text = f"<b>{text}</b>" if self.best else text
+        title = f' title="{html.escape(self.title)}"' if self.title else ""
+        return f'<span class="num"{title}>{text}</span>'
+
+
+def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0) -> Cell:
+    """"mean ± sd" ("mean" alone where every seed gave the same value); "(n=2)" where fewer than
+    three seeds; FLAG where runs never learned. The 95 % interval and the seeds go into the hover."""
     if mean is None or pd.isna(mean):
-        return "—"
+        return Cell("—")
+    constant = not pd.isna(std) and abs(std) < 1e-9
     text = f"{mean:.1f}"
-    if not pd.isna(std):
+    if not pd.isna(std) and not constant:
         text += f" ± {std:.1f}"
-    if not (pd.isna(lo) or pd.isna(hi)):
-        text += f" [{lo:.1f}, {hi:.1f}]"
-    if n is not None and not pd.isna(n) and n < 3:
+    known = n is not None and not pd.isna(n)
+    if known and n < 3:
         text += f" (n={int(n)})"
-    return text + (f" {FLAG}" if flagged else "")
+    title = []
+    if constant and known:
+        title.append(f"the same in all {int(n)} seeds")
+    elif not (pd.isna(lo) or pd.isna(hi)):
+        title.append(f"95 % interval {lo:.1f} to {hi:.1f}" + (f", {int(n)} seeds" if known else ""))
+    elif known:
+        title.append(f"{int(n)} seed{'s' * (int(n) != 1)}")
+    if flagged:
+        title.append(f"{int(flagged)} never learned")
+    return Cell(text + (f" {FLAG}" if flagged else ""), "; ".join(title))
+
+
+def _shown(value) -> str:
+    """A value of a shown table as HTML: cells with their hover, numbers to one decimal, booleans as yes / no."""
+    from thesislib.labels import yes_no
+
+    if isinstance(value, Cell):
+        return value.html()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return yes_no(value)
+    if isinstance(value, (float, np.floating)):
+        return f'<span class="num">{value:.1f}</span>'
+    return html.escape(str(value))
+
+
+def to_html(frame: pd.DataFrame) -> str:
+    """`frame` as an HTML table for the report: `Cell`s with their hover and mark, labels escaped."""
+    shown = frame.copy()
+
+    def esc(x):
+        return html.escape(str(x)) if isinstance(x, str) else x
+
+    if isinstance(shown.index, pd.MultiIndex):
+        shown.index = pd.MultiIndex.from_tuples([tuple(map(esc, t)) for t in shown.index],
+                                                names=[esc(n) for n in shown.index.names])
+    else:
+        shown.index = pd.Index([esc(x) for x in shown.index], name=esc(shown.index.name))
+    if isinstance(shown.columns, pd.MultiIndex):
+        shown.columns = pd.MultiIndex.from_tuples([tuple(map(esc, t)) for t in shown.columns],
+                                                  names=[esc(n) for n in shown.columns.names])
+    else:
+        shown.columns = pd.Index([esc(x) for x in shown.columns], name=esc(shown.columns.name))
+    return shown.to_html(escape=False, formatters=[_shown] * shown.shape[1], na_rep="—")
 
 
 @dataclass
@@ -168,8 +240,8 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        notes = "".join(f"<p><small>{n}</small></p>" for n in self.notes)
-        return self.frame.to_html() + notes
+        notes = "".join(f'<p class="note"><small>{html.escape(n)}</small></p>' for n in self.notes)
+        return to_html(self.frame) + notes
 
     def __repr__(self) -> str:
         return "\n".join([repr(self.frame), *self.notes])
@@ -184,28 +256,53 @@ def _metric_row(metric: str) -> str:
     return f"{m.arrow} {m.label}"
 
 
-REFERENCE_PREFIX = "reference: "
+REFERENCE_BLOCK = "reference maps: "  # the first index level of a thesis table's reference rows
+MAX_COLUMNS = 6  # data columns of a thesis table with settings as columns; more: settings become rows
+EVERY_SETTING = "every setting"
+
+
+def _mark_best(frame: pd.DataFrame, rows: dict, columns: Sequence) -> None:
+    """Bold, in each of `columns`, the best cell among each metric's explainer `rows` ({metric: [row keys]});
+    ties (equal means) are all marked; "—" and references are never."""
+    for metric, keys in rows.items():
+        higher = REGISTRY[metric].higher
+        for col in columns:
+            values = {k: frame.at[k, col] for k in keys}
+            means = {k: v.mean for k, v in values.items() if isinstance(v, Cell) and not math.isnan(v.mean)}
+            if len(means) < 2:
+                continue
+            best = max(means.values()) if higher else min(means.values())
+            for k, m in means.items():
+                if m == best:
+                    frame.at[k, col] = values[k].marked()
 
 
 def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: Sequence[str] | None = None,
                  methods: Sequence[str] = THESIS_METHODS, metrics: Sequence[str] = TABLE_METRICS,
                  with_thesis: bool = True, references: bool = True) -> Table:
-    """A table shaped like the thesis's: rows metric x method, columns setting x (ours, thesis).
+    """A table shaped like the thesis's: ours beside the thesis's per setting; classification
+    first, then each metric's explainers, then the reference maps in one block.
+
+    With at most `MAX_COLUMNS` data columns the settings are columns (setting x ours, thesis) and
+    the rows metric x method; with more, the settings become rows (metric x method x setting,
+    columns ours, thesis), so the table stays as wide as a page.
 
     Args:
         ours: `aggregate` output.
         family: experiment family (or several, e.g. a family and its baseline share columns).
-        settings: column order (default: the order in `ours`).
+        settings: setting order (default: the order in `ours`).
         methods: explainers to show, by label ("Score-CAM").
         metrics: explainability metrics (REGISTRY names); classification metrics always come first.
         with_thesis: add the thesis's value beside ours.
-        references: add the reference maps of `ours` (kind "reference": prior, ceiling, ...) under
-            the explainers, labelled "reference: ...".
+        references: add the reference maps of `ours` (kind "reference": prior, ceiling, ...) after
+            the explainers, under "reference maps: <metric>"; in the settings-as-rows layout a
+            reference whose cells are the same at every setting has one row, "every setting".
 
     Returns:
-        A `Table` of "mean ± std [95 % interval]" strings (percent; "(n=2)" where fewer than three
-        seeds; FLAG where runs that never learned are among them; "—" where a value does not exist),
-        with a note counting the flagged runs.
+        A `Table` of `Cell`s: "mean ± sd" in % ("mean" alone where every seed gave the same value,
+        "(n=2)" where fewer than three seeds, FLAG where runs that never learned are among them,
+        "—" where a value does not exist), the 95 % t-interval in each cell's hover, the best
+        explainer per metric and column in bold; a note counts the flagged runs.
     """
     unknown = [m for m in metrics if m not in REGISTRY]
     if unknown:
@@ -224,31 +321,63 @@ def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: S
         refs = [LABELS[r] for r in REFERENCES if LABELS[r] in present]
         refs += sorted(present - set(refs))
     classification = [m.name for m in registered("classification")]
-    row_keys = ([(m, "") for m in classification]
-                + [(m, meth) for m in metrics for meth in list(methods) + refs])
+    explainer_keys = [(m, "") for m in classification] + [(m, meth) for m in metrics for meth in methods]
+    reference_keys = [(m, meth) for m in metrics for meth in refs]
 
     def lookup(df: pd.DataFrame) -> dict:
         return {k: r for k, r in zip(zip(df["metric"], df["method"], df["setting"]), df.itertuples())}
 
-    def cell(found: dict, metric: str, method: str, setting: str) -> str:
+    def cell(found: dict, metric: str, method: str, setting: str) -> Cell:
         r = found.get((metric, method, setting))
         if r is None:
-            return "—"
-        return _fmt(r.mean, r.std, r.n, getattr(r, "lo", math.nan), getattr(r, "hi", math.nan),
-                    getattr(r, "n_flagged", 0))
+            return Cell("—")
+        out = _fmt(r.mean, r.std, r.n, getattr(r, "lo", math.nan), getattr(r, "hi", math.nan),
+                   getattr(r, "n_flagged", 0))
+        out.mean = float(r.mean)
+        return out
 
     ref_lo, ref_hi = _interval(ref["mean"], ref["std"], ref["n"], ref["metric"])
-    mine_at, ref_at = lookup(mine), lookup(ref.assign(lo=ref_lo, hi=ref_hi))
-    cols = {}
-    for s in settings:
-        cols[(s, "ours")] = [cell(mine_at, m, meth, s) for m, meth in row_keys]
-        if with_thesis:
-            cols[(s, "thesis")] = [cell(ref_at, m, meth, s) for m, meth in row_keys]
-    index = pd.MultiIndex.from_tuples(
-        [(_metric_row(m), REFERENCE_PREFIX + meth if meth in refs else meth) for m, meth in row_keys],
-        names=["metric", "method"])
-    frame = pd.DataFrame(cols, index=index)
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=[FAMILIES[fams[0]][1], ""])
+    sources = {"ours": lookup(mine)}
+    if with_thesis:
+        sources["thesis"] = lookup(ref.assign(lo=ref_lo, hi=ref_hi))
+    fam_label = FAMILIES[fams[0]][1]
+    best_rows: dict[str, list] = {}
+    if len(settings) * len(sources) <= MAX_COLUMNS:
+        def label(m: str, meth: str, reference_row: bool) -> tuple:
+            return (REFERENCE_BLOCK + _metric_row(m) if reference_row else _metric_row(m), meth)
+
+        keys = [(k, False) for k in explainer_keys] + [(k, True) for k in reference_keys]
+        cols = {(s, src): [cell(found, m, meth, s) for (m, meth), _ in keys]
+                for s in settings for src, found in sources.items()}
+        index = pd.MultiIndex.from_tuples([label(m, meth, r) for (m, meth), r in keys], names=["metric", "method"])
+        frame = pd.DataFrame(cols, index=index)
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=[fam_label, ""])
+        for (m, meth), r in keys:
+            if not r and meth:
+                best_rows.setdefault(m, []).append(label(m, meth, False))
+    else:
+        rows, index = [], []
+        for (m, meth), is_ref in [(k, False) for k in explainer_keys] + [(k, True) for k in reference_keys]:
+            block = [{src: cell(found, m, meth, s) for src, found in sources.items()} for s in settings]
+            first = _metric_row(m) if not is_ref else REFERENCE_BLOCK + _metric_row(m)
+            if is_ref and all(b == block[0] for b in block):  # a map that does not depend on the model
+                rows.append(block[0])
+                index.append((first, meth, EVERY_SETTING))
+                continue
+            for s, b in zip(settings, block):
+                rows.append(b)
+                index.append((first, meth, s))
+        frame = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["metric", "method", fam_label]))
+        for (m, meth) in explainer_keys:
+            if meth:
+                for s in settings:
+                    best_rows.setdefault((m, s), []).append((_metric_row(m), meth, s))
+    if len(frame.columns) and best_rows:
+        if isinstance(next(iter(best_rows)), tuple):  # settings as rows: the best explainer per metric and setting
+            for (m, _), keys in best_rows.items():
+                _mark_best(frame, {m: keys}, list(frame.columns))
+        else:
+            _mark_best(frame, best_rows, list(frame.columns))
     notes = []
     if "n_flagged" in mine.columns:
         flagged = mine[(mine["method"] == "") & mine["setting"].isin(settings)]
