@@ -145,23 +145,40 @@ def test_method_table_lists_explainers_then_references_and_marks_duplicates():
     dup = res[res["method"] == "gradcam"].assign(method="hirescam", method_label="HiResCAM")
     res = pd.concat([dup, res], ignore_index=True)
     table = T.method_table(res)
-    # Grad-CAM gives HiResCAM's maps: shown once, under the first name, the other named beside it
-    assert list(table.frame.index) == ["HiResCAM", "Score-CAM", "Prior (mean expert map)",
-                                       "Ceiling (expert map at CAM grid)"]
-    assert table.frame.loc["HiResCAM", "same maps as"] == "Grad-CAM" and table.frame.loc["Score-CAM", "same maps as"] == ""
-    assert any("shown once" in n for n in table.notes)
-    assert list(table.frame["kind"]) == ["explainer"] * 2 + ["reference"] * 2
-    assert table.frame.loc["Score-CAM", "ms per image"] == 2.0
-    assert table.frame.loc["Score-CAM", "↑ IoU (A)"].endswith(T.FLAG) and "1 of the runs" in table.notes[0]
+    # Grad-CAM gives HiResCAM's maps: shown once, under the first name, the other named beside it;
+    # the explainers first, then the reference maps, one block each
+    assert list(table.frame.index) == [("explainers", "HiResCAM"), ("explainers", "Score-CAM"),
+                                       ("reference maps", "Prior (mean expert map)"),
+                                       ("reference maps", "Ceiling (expert map at CAM grid)")]
+    assert table.frame.loc[("explainers", "HiResCAM"), "same maps as"] == "Grad-CAM"
+    assert table.frame.loc[("explainers", "Score-CAM"), "same maps as"] == ""
+    assert any("shown once" in n for n in table.explanations)
+    assert "kind" not in table.frame.columns and "constant maps" not in table.frame.columns  # none was constant
+    assert "No method gave a constant map" in " ".join(table.notes)
+    assert table.frame.loc[("explainers", "Score-CAM"), "ms per image"] == 2.0
+    iou = table.frame.loc[("explainers", "Score-CAM"), "↑ IoU (A)"]
+    assert iou.endswith(T.FLAG) and "1 of the runs" in table.notes[0]
+    assert iou.best and not table.frame.loc[("explainers", "HiResCAM"), "↑ IoU (A)"].best  # the best explainer, bold
+    assert not table.frame.loc[("reference maps", "Ceiling (expert map at CAM grid)"), "↑ IoU (A)"].best
     # the evaluation's own duplicate detection wins where present
     named = T.method_table(res.assign(same_as=np.where(res["method"] == "hirescam", "gradcam", "")))
-    assert "HiResCAM" not in named.frame.index and named.frame.loc["Grad-CAM", "same maps as"] == "HiResCAM"
+    assert "HiResCAM" not in named.frame.index.get_level_values("method")
+    assert named.frame.loc[("explainers", "Grad-CAM"), "same maps as"] == "HiResCAM"
+    assert "same maps as" not in T.method_table(res[res["method"] != "hirescam"]).frame.columns
     agnostic = T.method_table(res.assign(class_agnostic=res["method"].isin(["scorecam", "prior"])))
-    assert "Score-CAM (class-agnostic)" in agnostic.frame.index
-    assert "Prior (mean expert map)" in agnostic.frame.index  # a reference map is not marked
+    methods = agnostic.frame.index.get_level_values("method")
+    assert "Score-CAM (class-agnostic)" in methods
+    assert "Prior (mean expert map)" in methods  # a reference map is not marked
     by = T.method_table(res, by="setting")
-    assert by.frame.index.names == ["setting", "method"] and by.frame.loc[("b", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)
-    assert not by.frame.loc[("a", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)
+    assert by.frame.index.names == ["setting", "", "method"]
+    assert by.frame.loc[("b", "explainers", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)
+    assert not by.frame.loc[("a", "explainers", "Score-CAM"), "↑ IoU (A)"].endswith(T.FLAG)
+    # a predicted class by its name, never 0 / 1; correct as words, never True / False
+    pred = T.method_table(res.assign(pred=res["seed"] % 2), by="pred").frame
+    assert pred.index.names[0] == "predicted class"
+    assert set(pred.index.get_level_values(0)) == {"non-glaucoma", "glaucoma"}
+    correct = T.method_table(res.assign(correct=res["seed"] == 0), by="correct").frame
+    assert set(correct.index.get_level_values(0)) == {"correctly classified", "misclassified"}
 
 
 def test_correlation_verdicts_use_the_thesis_numbers():

@@ -70,7 +70,7 @@ def value_label(column: str, value: Any) -> Any:
     if column in ("pred", "label"):
         return class_name(value)
     if column == "correct":
-        return "correctly" if bool(value) else "misclassified"
+        return "correctly classified" if bool(value) else "misclassified"
     if column == "family":
         return family_label(value)
     if column == "norm":

@@ -32,8 +32,8 @@ LEVEL = 0.95  # of the t-interval in every cell
 _LONG = ["family", "setting", "method", "metric", "mean", "std", "n", "lo", "hi", "n_flagged", "kind"]
 _RULE = ("validation accuracy not above the majority-class rate by more than two binomial standard errors, "
          "or one class predicted for every image")
-_FLAG_NOTE = (f"{FLAG} includes runs that never learned ({_RULE}): "
-              "{n} of the runs averaged in this table.")
+FLAG_RULE = f"{FLAG}: the cell's seeds include runs that never learned ({_RULE})."
+_FLAG_NOTE = f"{FLAG} {{n}} of the runs averaged in this table never learned."
 
 
 # -- what a row is ------------------------------------------------------------------------------
@@ -194,7 +194,9 @@ def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0)
         title.append(f"{int(n)} seed{'s' * (int(n) != 1)}")
     if flagged:
         title.append(f"{int(flagged)} never learned")
-    return Cell(text + (f" {FLAG}" if flagged else ""), "; ".join(title))
+    out = Cell(text + (f" {FLAG}" if flagged else ""), "; ".join(title))
+    out.mean = float(mean)
+    return out
 
 
 def _shown(value) -> str:
@@ -234,17 +236,21 @@ def to_html(frame: pd.DataFrame) -> str:
 
 @dataclass
 class Table:
-    """A table for the report: the frame, and the notes printed under it (flagged runs, ...)."""
+    """A table for the report: the frame, the notes printed under it (what holds for this table:
+    flagged runs, ...) and the explanations (what a marker or a column means: the report shows
+    each once per section, under the first table that has it)."""
 
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    explanations: list[str] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        notes = "".join(f'<p class="note"><small>{html.escape(n)}</small></p>' for n in self.notes)
+        notes = "".join(f"<p><small>{html.escape(n)}</small></p>" for n in self.notes)
+        notes += "".join(f'<p class="note"><small>{html.escape(n)}</small></p>' for n in self.explanations)
         return to_html(self.frame) + notes
 
     def __repr__(self) -> str:
-        return "\n".join([repr(self.frame), *self.notes])
+        return "\n".join([repr(self.frame), *self.notes, *self.explanations])
 
     @property
     def loc(self):
@@ -331,10 +337,8 @@ def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: S
         r = found.get((metric, method, setting))
         if r is None:
             return Cell("—")
-        out = _fmt(r.mean, r.std, r.n, getattr(r, "lo", math.nan), getattr(r, "hi", math.nan),
-                   getattr(r, "n_flagged", 0))
-        out.mean = float(r.mean)
-        return out
+        return _fmt(r.mean, r.std, r.n, getattr(r, "lo", math.nan), getattr(r, "hi", math.nan),
+                    getattr(r, "n_flagged", 0))
 
     ref_lo, ref_hi = _interval(ref["mean"], ref["std"], ref["n"], ref["metric"])
     sources = {"ours": lookup(mine)}
@@ -384,7 +388,7 @@ def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: S
         per_run = flagged.groupby(["family", "setting"])["n_flagged"].max().sum()
         if per_run:
             notes.append(_FLAG_NOTE.format(n=int(per_run)))
-    return Table(frame, notes)
+    return Table(frame, notes, [FLAG_RULE] if notes else [])
 
 
 def _same_as(results: pd.DataFrame, labels: list[str], columns: list[str]) -> dict[str, str]:
@@ -434,11 +438,16 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
         metrics: REGISTRY names (default: every registered localisation and faithfulness metric present).
 
     Returns:
-        A `Table`, rows (by..., method), columns: the metrics as "mean ± std [95 % interval]" over
-        runs (%, FLAG where runs that never learned are among them), "ms per image", "constant maps",
-        "kind" and "same as" ("= Grad-CAM" where a method gives another's maps on these models;
-        the row is kept).
+        A `Table`, rows (by..., kind, method): per value of `by` the explainers, then the reference
+        maps ("explainers" | "reference maps"); `by` values and names as a reader says them
+        (`thesislib.labels`). Columns: the metrics as "mean ± sd" `Cell`s over runs (%, the 95 %
+        interval in the hover, FLAG where runs that never learned are among them, the best
+        explainer of each column in bold), "ms per image", "constant maps" (where any method gave
+        one) and "same maps as" (where a method gives another's maps on these models: its row
+        goes, its name joins the other's).
     """
+    from thesislib.labels import COLUMNS, value_label
+
     results = _with_defaults(results)
     by = [] if by is None else [by] if isinstance(by, str) else list(by)
     missing = [b for b in by if b not in results.columns]
@@ -485,12 +494,27 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
     frame["method"] = [f"{lab} (class-agnostic)" if lab in agnostic else lab for lab in frame["method"]]
     runs = results.drop_duplicates(by + ["run_id"]) if "run_id" in results.columns else results
     n_flagged = int((~runs["learned"].astype(bool)).sum())
-    frame = frame.drop(columns=["_order", "_flagged"]).set_index(by + ["method"])
+    frame["kind"] = frame["kind"].map({"explainer": "explainers", "reference": "reference maps"})
+    if "constant maps" in frame.columns and not frame["constant maps"].any():
+        frame = frame.drop(columns="constant maps")  # said in a note instead
+    if not frame["same maps as"].astype(bool).any():
+        frame = frame.drop(columns="same maps as")
+    for b in by:
+        frame[b] = [value_label(b, v) for v in frame[b]]
+    frame = frame.drop(columns=["_order", "_flagged"]).set_index(by + ["kind", "method"])
+    frame.index.names = [COLUMNS.get(b, b) for b in by] + ["", "method"]
+    for key, g in frame.groupby(level=list(range(len(by) + 1)), sort=False):
+        if (key[-1] if isinstance(key, tuple) else key) == "explainers":
+            for m in present:
+                _mark_best(frame, {m: list(g.index)}, [_metric_row(m)])
     notes = [_FLAG_NOTE.format(n=n_flagged)] if n_flagged else []
+    if "constant_heatmaps" in results.columns and "constant maps" not in frame.columns:
+        notes.append("No method gave a constant map on any scored image.")
+    explanations = [FLAG_RULE] if n_flagged else []
     if same:
-        notes.append("Methods whose maps equal another's on every scored image (max difference 1e-4) are "
-                     "shown once, named under \"same maps as\".")
-    return Table(frame, notes)
+        explanations.append("Methods whose maps equal another's on every scored image (max difference 1e-4) are "
+                            "shown once, named under \"same maps as\".")
+    return Table(frame, notes, explanations)
 
 
 # -- helpers the notebooks call -----------------------------------------------------------------
@@ -632,7 +656,7 @@ def against_references(results: pd.DataFrame, metric: str | Sequence[str] = "iou
         frames = [p.frame.reset_index().assign(metric=f"{REGISTRY[m].arrow} {REGISTRY[m].label}")
                   for p, m in zip(parts, metric) if not p.frame.empty]
         frame = pd.concat(frames, ignore_index=True).set_index(["family", "metric"]) if frames else pd.DataFrame()
-        return Table(frame, parts[0].notes if parts else [])
+        return Table(frame, parts[0].notes if parts else [], parts[0].explanations if parts else [])
     m = REGISTRY[metric]
     results = _with_defaults(results)
     if family is not None:
@@ -664,16 +688,17 @@ def against_references(results: pd.DataFrame, metric: str | Sequence[str] = "iou
         ceil = ceiling.iloc[0] if len(ceiling) else None
         share = (best["mean"] / ceil["mean"] * 100) if ceil is not None and ceil["mean"] else math.nan
         rows.append({"family": FAMILIES.get(fam, (None, fam))[1], "best explainer": f"{best['method']} ({best['setting']})",
-                     f"{m.arrow} {m.label}": fmt(best), "strongest reference": strongest,
+                     "value": fmt(best), "strongest reference": strongest,
                      "its value": fmt(ref_cell.iloc[0]) if len(ref_cell) else "—", "ceiling": fmt(ceil),
                      "% of ceiling": "—" if math.isnan(share) else f"{share:.0f}",
-                     "an explainer beats it (95 %)": verdict})
+                     "an explainer beats it (95 %)": Cell(verdict, best=verdict in ("yes", "no", "equivalent"))})
     frame = pd.DataFrame(rows).set_index("family") if rows else pd.DataFrame()
-    notes = ["Strongest reference: of the trivial reference maps (mean expert map, centred Gaussian, noise, Sobel "
-             "edges), the one with the best mean on this metric; ceiling: the expert map itself at the CAM grid, what "
-             "a perfect explainer at this resolution would score. The verdict compares each explainer at each setting "
-             "with that reference on the same runs (paired), Holm over the comparisons."]
-    return Table(frame, notes)
+    explanations = ["Value: the best explainer's (over settings and methods). Strongest reference: of the trivial "
+                    "reference maps (mean expert map, centred Gaussian, noise, Sobel edges), the one with the best mean "
+                    "on this metric; ceiling: the expert map itself at the CAM grid, what a perfect explainer at this "
+                    "resolution would score. The verdict compares each explainer at each setting with that reference "
+                    "on the same runs (paired), Holm over the comparisons; a decided verdict is in bold."]
+    return Table(frame, [], explanations)
 
 
 def _key_of(results: pd.DataFrame, label: str) -> str:
@@ -772,7 +797,7 @@ def references_summary(results: pd.DataFrame, metrics: Sequence[str] = ("iou_are
     else:
         part = results[learned.to_numpy()]
     table = against_references(split_families(part, by), list(metrics))
-    return Table(table.frame, note + table.notes)
+    return Table(table.frame, note + table.notes, table.explanations)
 
 
 # -- does a conclusion survive another metric, threshold or slice? -------------------------------
@@ -845,7 +870,7 @@ def ranking_agreement(results: pd.DataFrame, metrics: Sequence[str], *, referenc
                      f"first by {REGISTRY[reference].label}": both.idxmax() if len(both) else "—",
                      f"order agrees with {REGISTRY[reference].label}": verdict if len(v) > 2 else "n/a"})
     frame = pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
-    return Table(frame, [f"Explainers ranked by their mean over runs (learned runs only, where any learned); methods "
+    return Table(frame, [], [f"Explainers ranked by their mean over runs (learned runs only, where any learned); methods "
                          f"with another's maps counted once. τ compares each order with {REGISTRY[reference].label}'s."])
 
 
@@ -933,4 +958,4 @@ def slice_conclusions(results: pd.DataFrame, sliced: pd.DataFrame, *, by: str = 
         frame.loc[key, "changes"] = "yes" if (values != values.get("all images")).any() else "no"
     note = (f"Runs that learned (all runs where none did). A slice with few images per run is noisy: read its "
             f"column with the images it holds.")
-    return Table(frame, [note])
+    return Table(frame, [], [note])
