@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from thesislib.labels import CLASS_NAMES, family_label
 from thesislib.metrics import REGISTRY, registered
 from thesislib.study.grids import FAMILIES
 from thesislib.thesis import THESIS_METHODS, reference
@@ -24,7 +25,7 @@ __all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS"
            "method_kind", "expert_regions", "best_settings", "generalisation_gap", "model_points",
            "correlation_table", "against_references", "references_summary", "run_health", "CLASS_NAMES",
            "conventions_table", "verdict_summary", "ranking_agreement", "threshold_curve", "slice_conclusions",
-           "split_families"]
+           "split_families", "Cell", "readable_table", "to_html"]
 
 TABLE_METRICS = ("iou_area", "iou_bbox", "average_drop", "increase_in_confidence")
 FLAG = "†"
@@ -89,7 +90,6 @@ def _interval(mean: pd.Series, std: pd.Series, n: pd.Series, metric=None) -> tup
 
 # -- summaries ----------------------------------------------------------------------------------
 
-CLASS_NAMES = {0: "non-glaucoma", 1: "glaucoma"}
 
 
 def split_families(results: pd.DataFrame, by: str | None) -> pd.DataFrame:
@@ -98,11 +98,11 @@ def split_families(results: pd.DataFrame, by: str | None) -> pd.DataFrame:
     if by is None:
         return results
     if by == "correct":
-        return results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, "
+        return results.assign(family=[f"{family_label(f)}, "
                                       f"{'correctly classified' if bool(c) else 'misclassified'}"
                                       for f, c in zip(results["family"], results[by])])
     word = {"pred": "predicted", "label": "labelled"}.get(by, by)
-    return results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, {word} {CLASS_NAMES.get(c, c)}"
+    return results.assign(family=[f"{family_label(f)}, {word} {CLASS_NAMES.get(c, c)}"
                                   for f, c in zip(results["family"], results[by])])
 
 
@@ -199,8 +199,9 @@ def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0)
     return out
 
 
-def _shown(value) -> str:
-    """A value of a shown table as HTML: cells with their hover, numbers to one decimal, booleans as yes / no."""
+def _shown(value, digits: int = 1) -> str:
+    """A value of a shown table as HTML: cells with their hover, numbers to `digits` decimals,
+    booleans as yes / no, nothing as "—"."""
     from thesislib.labels import yes_no
 
     if isinstance(value, Cell):
@@ -210,12 +211,15 @@ def _shown(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return yes_no(value)
     if isinstance(value, (float, np.floating)):
-        return f'<span class="num">{value:.1f}</span>'
+        return f'<span class="num">{value:.{digits}f}</span>'
     return html.escape(str(value))
 
 
-def to_html(frame: pd.DataFrame) -> str:
-    """`frame` as an HTML table for the report: `Cell`s with their hover and mark, labels escaped."""
+def to_html(frame: pd.DataFrame, decimals: dict | None = None) -> str:
+    """`frame` as an HTML table for the report: `Cell`s with their hover and mark, floats to one
+    decimal (`decimals`: {column: digits} where a statistic needs more), labels escaped."""
+    decimals = decimals or {}
+    formatters = [lambda v, d=decimals.get(c, 1): _shown(v, d) for c in frame.columns]
     shown = frame.copy()
 
     def esc(x):
@@ -231,7 +235,7 @@ def to_html(frame: pd.DataFrame) -> str:
                                                   names=[esc(n) for n in shown.columns.names])
     else:
         shown.columns = pd.Index([esc(x) for x in shown.columns], name=esc(shown.columns.name))
-    return shown.to_html(escape=False, formatters=[_shown] * shown.shape[1], na_rep="—")
+    return shown.to_html(escape=False, formatters=formatters, na_rep="—")
 
 
 @dataclass
@@ -243,11 +247,12 @@ class Table:
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     explanations: list[str] = field(default_factory=list)
+    decimals: dict = field(default_factory=dict)  # {column: digits} of a statistic (τ, p); others one
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<p><small>{html.escape(n)}</small></p>" for n in self.notes)
         notes += "".join(f'<p class="note"><small>{html.escape(n)}</small></p>' for n in self.explanations)
-        return to_html(self.frame) + notes
+        return to_html(self.frame, self.decimals) + notes
 
     def __repr__(self) -> str:
         return "\n".join([repr(self.frame), *self.notes, *self.explanations])
@@ -255,6 +260,14 @@ class Table:
     @property
     def loc(self):
         return self.frame.loc
+
+
+def readable_table(frame: pd.DataFrame, notes: Sequence[str] = (), *, decimals: dict | None = None) -> Table:
+    """Any result frame as a reader sees it: keys as labels (`thesislib.labels.readable`), floats
+    to one decimal (or `decimals`: {column label: digits}), booleans as yes / no, NaN as "—"."""
+    from thesislib.labels import readable
+
+    return Table(readable(frame), list(notes), decimals=dict(decimals or {}))
 
 
 def _metric_row(metric: str) -> str:
@@ -601,7 +614,7 @@ def _ci(r, lo, hi, n=None) -> str:
 
 def _corr_frame(corr: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
-        "group": corr["group"], "explainability": corr["y"].map(lambda m: REGISTRY[m].label if m in REGISTRY else m),
+        "group": corr["group"].map(family_label), "explainability": corr["y"].map(lambda m: REGISTRY[m].label if m in REGISTRY else m),
         "models": corr["n"],
         "Pearson r [95% CI]": [_ci(*v) for v in corr[["pearson", "pearson_lo", "pearson_hi", "n"]].itertuples(index=False)],
         "Spearman ρ [95% CI]": [_ci(*v) for v in corr[["spearman", "spearman_lo", "spearman_hi", "n"]].itertuples(index=False)],
@@ -687,7 +700,7 @@ def against_references(results: pd.DataFrame, metric: str | Sequence[str] = "iou
         fmt = lambda r: "—" if r is None else _fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
         ceil = ceiling.iloc[0] if len(ceiling) else None
         share = (best["mean"] / ceil["mean"] * 100) if ceil is not None and ceil["mean"] else math.nan
-        rows.append({"family": FAMILIES.get(fam, (None, fam))[1], "best explainer": f"{best['method']} ({best['setting']})",
+        rows.append({"family": family_label(fam), "best explainer": f"{best['method']} ({best['setting']})",
                      "value": fmt(best), "strongest reference": strongest,
                      "its value": fmt(ref_cell.iloc[0]) if len(ref_cell) else "—", "ceiling": fmt(ceil),
                      "% of ceiling": "—" if math.isnan(share) else f"{share:.0f}",
@@ -730,7 +743,7 @@ def run_health(results: pd.DataFrame):
     if bad.empty:
         return Markdown(f"All {len(runs)} runs learned (validation accuracy above the majority-class rate by more "
                         "than two binomial standard errors, and both classes predicted)." + share)
-    lines = [f"- {FAMILIES.get(r.family, (None, r.family))[1]} · {r.setting} · seed {r.seed}: "
+    lines = [f"- {family_label(r.family)} · {r.setting} · seed {r.seed}: "
              f"test accuracy {r.accuracy:.1f} %" for r in bad.itertuples()]
     return Markdown(f"**{len(bad)} of {len(runs)} runs never learned** ({_RULE}); they inform no verdict, and are "
                     f"marked {FLAG} in the tables and with an X in the figures.{share}\n\n" + "\n".join(lines))
@@ -870,7 +883,7 @@ def ranking_agreement(results: pd.DataFrame, metrics: Sequence[str], *, referenc
                      f"first by {REGISTRY[reference].label}": both.idxmax() if len(both) else "—",
                      f"order agrees with {REGISTRY[reference].label}": verdict if len(v) > 2 else "n/a"})
     frame = pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
-    return Table(frame, [], [f"Explainers ranked by their mean over runs (learned runs only, where any learned); methods "
+    return Table(frame, [], decimals={"Kendall τ": 2, "p": 3}, explanations=[f"Explainers ranked by their mean over runs (learned runs only, where any learned); methods "
                          f"with another's maps counted once. τ compares each order with {REGISTRY[reference].label}'s."])
 
 
