@@ -97,7 +97,10 @@ def test_thesis_table_puts_the_thesis_beside_ours():
     assert not table.loc[("↑ IoU (A)", "Grad-CAM"), ("50", "ours")].best
     assert table.loc[("↑ IoU (A)", "CAM"), ("50", "ours")] == "—"  # not computed
     assert table.loc[("↓ AD", "Grad-CAM"), ("18", "thesis")] == "67.1 ± 1.7"
-    assert table.loc[("↑ IoU (BB)", "Score-CAM"), ("50", "ours")] == "1.0"  # the same in every seed: shown once
+    bbox = table.loc[("↑ IoU (BB)", "Score-CAM"), ("50", "ours")]
+    assert bbox == "1.0" and bbox.title == "the same in all 3 seeds"  # the same in every seed: shown once
+    assert not bbox.best  # every explainer ties: nothing to mark
+    assert table.loc[("↑ IiC", "CAM"), ("18", "thesis")] == "0.0 ± 0.0"  # the thesis's sd, as published
     assert list(table.frame.index.get_level_values(0)[:3]) == ["↑ Acc", "↑ ROC AUC", "↑ F1 score"]
     assert table.notes == []
 

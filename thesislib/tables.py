@@ -173,12 +173,16 @@ class Cell(str):
         return f'<span class="num"{title}>{text}</span>'
 
 
-def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0) -> Cell:
+def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0, *, measured: bool = True) -> Cell:
     """"mean ± sd" ("mean" alone where every seed gave the same value); "(n=2)" where fewer than
-    three seeds; FLAG where runs never learned. The 95 % interval and the seeds go into the hover."""
+    three seeds; FLAG where runs never learned. The 95 % interval and the seeds go into the hover.
+
+    `measured=False` for a published summary (the thesis's): an sd of 0.0 there is a rounded sd,
+    not seeds known to agree, and is shown.
+    """
     if mean is None or pd.isna(mean):
         return Cell("—")
-    constant = not pd.isna(std) and abs(std) < 1e-9
+    constant = measured and not pd.isna(std) and abs(std) < 1e-9
     text = f"{mean:.1f}"
     if not pd.isna(std) and not constant:
         text += f" ± {std:.1f}"
@@ -282,13 +286,14 @@ EVERY_SETTING = "every setting"
 
 def _mark_best(frame: pd.DataFrame, rows: dict, columns: Sequence) -> None:
     """Bold, in each of `columns`, the best cell among each metric's explainer `rows` ({metric: [row keys]});
-    ties (equal means) are all marked; "—" and references are never."""
+    ties (equal as shown, to one decimal) are all marked, a column where all tie has none; "—" and
+    references never are."""
     for metric, keys in rows.items():
         higher = REGISTRY[metric].higher
         for col in columns:
             values = {k: frame.at[k, col] for k in keys}
-            means = {k: v.mean for k, v in values.items() if isinstance(v, Cell) and not math.isnan(v.mean)}
-            if len(means) < 2:
+            means = {k: round(v.mean, 1) for k, v in values.items() if isinstance(v, Cell) and not math.isnan(v.mean)}
+            if len(set(means.values())) < 2:
                 continue
             best = max(means.values()) if higher else min(means.values())
             for k, m in means.items():
@@ -351,7 +356,7 @@ def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: S
         if r is None:
             return Cell("—")
         return _fmt(r.mean, r.std, r.n, getattr(r, "lo", math.nan), getattr(r, "hi", math.nan),
-                    getattr(r, "n_flagged", 0))
+                    getattr(r, "n_flagged", 0), measured=found is not sources.get("thesis"))
 
     ref_lo, ref_hi = _interval(ref["mean"], ref["std"], ref["n"], ref["metric"])
     sources = {"ours": lookup(mine)}
