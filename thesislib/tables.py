@@ -173,12 +173,13 @@ class Cell(str):
         return f'<span class="num"{title}>{text}</span>'
 
 
-def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0, *, measured: bool = True) -> Cell:
+def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0, *, measured: bool = True,
+         over: str = "seeds") -> Cell:
     """"mean ± sd" ("mean" alone where every seed gave the same value); "(n=2)" where fewer than
     three seeds; FLAG where runs never learned. The 95 % interval and the seeds go into the hover.
 
     `measured=False` for a published summary (the thesis's): an sd of 0.0 there is a rounded sd,
-    not seeds known to agree, and is shown.
+    not seeds known to agree, and is shown. `over`: what n counts ("seeds", "runs").
     """
     if mean is None or pd.isna(mean):
         return Cell("—")
@@ -191,11 +192,11 @@ def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0,
         text += f" (n={int(n)})"
     title = []
     if constant and known:
-        title.append(f"the same in all {int(n)} seeds")
+        title.append(f"the same in all {int(n)} {over}")
     elif not (pd.isna(lo) or pd.isna(hi)):
-        title.append(f"95 % interval {lo:.1f} to {hi:.1f}" + (f", {int(n)} seeds" if known else ""))
+        title.append(f"95 % interval {lo:.1f} to {hi:.1f}" + (f", {int(n)} {over}" if known else ""))
     elif known:
-        title.append(f"{int(n)} seed{'s' * (int(n) != 1)}")
+        title.append(f"{int(n)} {over if int(n) != 1 else over.rstrip('s')}")
     if flagged:
         title.append(f"{int(flagged)} never learned")
     out = Cell(text + (f" {FLAG}" if flagged else ""), "; ".join(title))
@@ -487,7 +488,7 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
             v = g[m].dropna()
             n, mean, std = len(v), v.mean(), v.std()
             lo, hi = _interval(pd.Series([mean]), pd.Series([std]), pd.Series([n]), m)
-            row[_metric_row(m)] = _fmt(mean, std, n, lo.iloc[0], hi.iloc[0], flagged)
+            row[_metric_row(m)] = _fmt(mean, std, n, lo.iloc[0], hi.iloc[0], flagged, over="runs")
         if "seconds_per_image" in g.columns:
             row["ms per image"] = round(float(g["seconds_per_image"].mean()) * 1000, 1)
         if "constant_heatmaps" in g.columns:
