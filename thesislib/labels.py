@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from thesislib.layout import CLASSES
@@ -60,7 +61,7 @@ def class_name(value: Any) -> str:
 
 def yes_no(value: Any) -> str:
     """True -> "yes", False -> "no" (numpy booleans too); anything else as text."""
-    if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, np.bool_)):
         return "yes" if bool(value) else "no"
     return str(value)
 
@@ -77,7 +78,7 @@ def value_label(column: str, value: Any) -> Any:
         return NORMS.get(value, value)
     if column == "kind":
         return _KIND.get(value, value)
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, np.bool_)):
         return yes_no(value)
     return value
 

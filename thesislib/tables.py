@@ -791,6 +791,8 @@ def verdict_summary(results: pd.DataFrame) -> Table:
     ours, thesis = verdict_counts(judged, "ours"), verdict_counts(judged, "thesis")
     frame = pd.DataFrame({"our runs": {k: ours.get(k, 0) for k in rows},
                           "the thesis's own numbers": {k: thesis.get(k, 0) for k in rows}})
+    apart = [k for k in ("untestable", "n/a") if not frame.loc[k].any()]
+    frame = frame.drop(index=apart)  # a verdict outside the tally that no claim has is not a row
     tallied = sum(ours.get(k, 0) for k in TALLY)
     frame.index.name = f"{len(judged)} claims"
     return Table(frame, [f"Tallied: the {tallied} claims our runs could be judged on; \"untestable\" (cannot be "
