@@ -211,7 +211,7 @@ def _shown(value, digits: int = 1) -> str:
 
     if isinstance(value, Cell):
         return value.html()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, (bool, np.bool_)):
         return yes_no(value)
@@ -638,7 +638,9 @@ def correlation_table(corr: pd.DataFrame, learned: pd.DataFrame | None = None) -
     """
     if learned is None:
         return _corr_frame(corr)
-    return pd.concat({"all models": _corr_frame(corr), "learned only": _corr_frame(learned)}, axis=1)
+    both = pd.concat({"all models": _corr_frame(corr), "learned only": _corr_frame(learned)}, axis=1)
+    models = [c for c in both.columns if c[1] == "models"]
+    return both.astype({c: "Int64" for c in models})  # a count, where a group has none on one side
 
 
 # -- explainers against what a trivial and the best possible answer score ------------------------
