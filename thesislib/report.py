@@ -620,7 +620,6 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
 # still scrolls rather than overflow the page. The report's tables are meant to fit 1,200 px.
 STYLE = (".jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th {white-space: normal;} "
          ".jp-RenderedHTMLCommon .num {white-space: nowrap;} "
-         ".jp-RenderedHTMLCommon td {min-width: 3em;} "
          ".jp-OutputArea-output {overflow-x: auto;} "
          ".jp-RenderedHTMLCommon p.note {margin-top: 0.2em;}")
 _NOTE = re.compile(r'<p class="note">.*?</p>\s*', re.S)

@@ -2,7 +2,9 @@
 beside theirs, method tables with reference rows, and the helpers the notebooks call.
 
 The thesis's numbers live in `thesislib.thesis`, claims and verdicts in `thesislib.claims`.
-Labels, directions, units and ranges of metrics come from `thesislib.metrics.REGISTRY` only.
+Labels, directions, units and ranges of metrics come from `thesislib.metrics.REGISTRY` only; every
+other key a table shows (families, classes, columns) is labelled by `thesislib.labels`. A shown
+number is a `Cell`: "mean ± sd" to one decimal, its 95 % interval in the hover, marked when best.
 """
 
 from __future__ import annotations

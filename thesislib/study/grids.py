@@ -311,7 +311,9 @@ def _plain(key: str, value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " / ".join(str(v) for v in value)
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        from thesislib.labels import yes_no
+
+        return yes_no(value)
     return str(value)
 
 
