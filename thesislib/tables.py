@@ -226,8 +226,10 @@ def to_html(frame: pd.DataFrame, decimals: dict | None = None) -> str:
     """`frame` as an HTML table for the report: `Cell`s with their hover and mark, floats to one
     decimal (`decimals`: {column: digits} where a statistic needs more), labels escaped."""
     decimals = decimals or {}
-    formatters = [lambda v, d=decimals.get(c, 1): _shown(v, d) for c in frame.columns]
-    shown = frame.copy()
+    # every value through `_shown` (pandas' formatters skip what it takes for missing, such as None)
+    shown = pd.DataFrame({i: [_shown(v, decimals.get(c, 1)) for v in frame.iloc[:, i]]
+                          for i, c in enumerate(frame.columns)}, index=frame.index)
+    shown.columns = frame.columns
 
     def esc(x):
         return html.escape(str(x)) if isinstance(x, str) else x
@@ -242,7 +244,7 @@ def to_html(frame: pd.DataFrame, decimals: dict | None = None) -> str:
                                                   names=[esc(n) for n in shown.columns.names])
     else:
         shown.columns = pd.Index([esc(x) for x in shown.columns], name=esc(shown.columns.name))
-    return shown.to_html(escape=False, formatters=formatters, na_rep="—")
+    return shown.to_html(escape=False)
 
 
 @dataclass
