@@ -157,7 +157,7 @@ def test_method_table_lists_explainers_then_references_and_marks_duplicates():
     assert table.frame.loc[("explainers", "Score-CAM"), "same maps as"] == ""
     assert any("shown once" in n for n in table.explanations)
     assert "kind" not in table.frame.columns and "constant maps" not in table.frame.columns  # none was constant
-    assert "No method gave a constant map" in " ".join(table.notes)
+    assert "No method gave a constant map" in " ".join(table.explanations)
     assert table.frame.loc[("explainers", "Score-CAM"), "ms per image"] == 2.0
     iou = table.frame.loc[("explainers", "Score-CAM"), "↑ IoU (A)"]
     assert iou.endswith(T.FLAG) and "1 of the runs" in table.notes[0]

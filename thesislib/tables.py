@@ -531,9 +531,9 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
             for m in present:
                 _mark_best(frame, {m: list(g.index)}, [_metric_row(m)])
     notes = [_FLAG_NOTE.format(n=n_flagged)] if n_flagged else []
-    if "constant_heatmaps" in results.columns and "constant maps" not in frame.columns:
-        notes.append("No method gave a constant map on any scored image.")
     explanations = [FLAG_RULE] if n_flagged else []
+    if "constant_heatmaps" in results.columns and "constant maps" not in frame.columns:
+        explanations.append("No method gave a constant map on any scored image (else a column counts them).")
     if same:
         explanations.append("Methods whose maps equal another's on every scored image (max difference 1e-4) are "
                             "shown once, named under \"same maps as\".")
