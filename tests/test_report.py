@@ -176,3 +176,22 @@ def test_cells_show_mean_and_sd_with_the_interval_in_the_hover(html, shown):
     assert not [c for c in cells if re.search(r"± \d+\.\d+ \[", c)], "an interval printed in a cell"
     assert re.search(r'<span class="num" title="95 % interval -?\d+\.\d to -?\d+\.\d, \d+ seeds">', html)
     assert "<b>" in html  # the best explainer of a column is marked
+
+
+def test_an_explanation_is_shown_once_per_section_and_facts_under_every_table():
+    from thesislib.report import _drop_repeated_notes
+
+    said: set[str] = set()
+    note = '<p class="note"><small>† marks a cell whose seeds include runs that never learned.</small></p>'
+    first = {"data": {"text/html": f"<table></table><p><small>2 runs never learned.</small></p>{note}"}}
+    second = {"data": {"text/html": f"<table></table><p><small>2 runs never learned.</small></p>{note}",
+                       "text/plain": "kept as it is"}}
+    verdicts = {"data": {"text/markdown": '<p class="note">Verdicts at 95 %.</p>\n\n| a |\n| --- |'}}
+    again = {"data": {"text/markdown": ['<p class="note">Verdicts at 95 %.</p>\n\n', "| b |\n| --- |"]}}
+    for output in (first, second, verdicts, again):
+        _drop_repeated_notes(output, said)
+    assert note in first["data"]["text/html"] and note not in second["data"]["text/html"]
+    assert second["data"]["text/html"].count("2 runs never learned") == 1  # a fact stays under its table
+    assert "Verdicts" in verdicts["data"]["text/markdown"] and again["data"]["text/markdown"] == "| b |\n| --- |"
+    _drop_repeated_notes(fresh := {"data": {"text/html": note}}, set())  # the next section says it again
+    assert fresh["data"]["text/html"] == note
