@@ -592,6 +592,7 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
         if not Path(o["path"]).is_file():
             continue
         nb = nbformat.read(o["path"], as_version=4)
+        said: set[str] = set()  # explanatory notes already shown in this section
         for cell in nb.cells:
             tags = cell.get("metadata", {}).get("tags", [])
             if "parameters" in tags or "injected-parameters" in tags:
@@ -601,6 +602,8 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
                 # progress and warnings go to stderr: logs, not results
                 cell.outputs = [x for x in cell.get("outputs", []) if not (x.get("output_type") == "stream"
                                                                            and x.get("name") == "stderr")]
+                for x in cell.outputs:
+                    _drop_repeated_notes(x, said)
                 if not cell.outputs:
                     continue
             book.cells.append(cell)
@@ -610,9 +613,36 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
     # offline: drop scripts and stylesheets fetched from the network (require.js, MathJax)
     body = re.sub(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", "", body)
     body = re.sub(r"<link[^>]*\shref=[\"']https?://[^>]*>", "", body)
-    # wide tables scroll instead of breaking "12.3 ± 0.4" over two lines
-    return body.replace("</head>", "<style>.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th "
-                                   "{white-space: nowrap;} .jp-OutputArea-output {overflow-x: auto;}</style>\n</head>", 1)
+    return body.replace("</head>", f"<style>{STYLE}</style>\n</head>", 1)
+
+
+# A number never breaks over two lines ("12.3 ± 0.4"), text wraps; a table wider than its column
+# still scrolls rather than overflow the page. The report's tables are meant to fit 1,200 px.
+STYLE = (".jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th {white-space: normal;} "
+         ".jp-RenderedHTMLCommon .num {white-space: nowrap;} "
+         ".jp-OutputArea-output {overflow-x: auto;} "
+         ".jp-RenderedHTMLCommon p.note {margin-top: 0.2em;}")
+_NOTE = re.compile(r'<p class="note">.*?</p>\s*', re.S)
+
+
+def _drop_repeated_notes(output: dict, said: set[str]) -> None:
+    """Remove from a cell output's HTML or Markdown the explanatory notes (`<p class="note">`) that
+    `said` holds, and add the others to it: a note is read once per section, under its first table."""
+    data = output.get("data") or {}
+    for mime in ("text/html", "text/markdown"):
+        text = data.get(mime)
+        if text is None:
+            continue
+        text = "".join(text) if isinstance(text, list) else text
+
+        def once(m: re.Match) -> str:
+            key = " ".join(re.sub(r"<[^>]+>", "", m.group(0)).split())
+            if key in said:
+                return ""
+            said.add(key)
+            return m.group(0)
+
+        data[mime] = _NOTE.sub(once, text)
 
 
 def _esc(text: str) -> str:
