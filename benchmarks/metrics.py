@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import Bench, Figure, seconds
 from thesislib import metrics as M
+from thesislib.metrics import kernels
 
 
 def maps(n: int, size: int = 112, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,6 +74,6 @@ def _path(x: torch.Tensor) -> str:
     """Which code computed the batched figure."""
     if x.device.type != "cpu":
         return f"torch on {x.device.type}"
-    if M._compiled(x):
+    if kernels.compiled(x):
         return "numba kernels, compiled in a warm-up call before timing"
     return "torch on the CPU: numba is not installed"

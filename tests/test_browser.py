@@ -268,3 +268,40 @@ def test_the_report_renders_offline_in_chromium(chromium, smoke_report, tmp_path
         elif e.get("method") == "Log.entryAdded" and p["entry"]["level"] == "error":
             errors.append(f"{p['entry']['text']} {p['entry'].get('url', '')}".strip())
     assert not errors, f"console errors: {errors[:5]}"
+
+
+# Every table at a 1,280 px wide window: the element that holds it must not scroll sideways, nor
+# the page. `scrollWidth` counts what overflows even where nothing scrolls.
+WIDE_TABLES_JS = """
+(() => {
+  const out = [];
+  document.querySelectorAll('table').forEach((t, i) => {
+    const box = t.parentElement;
+    if (box.clientWidth === 0) return;  // not laid out (hidden)
+    if (box.scrollWidth > box.clientWidth + 1) {
+      const heading = Array.from(document.querySelectorAll('h1, h2, h3')).filter(
+        h => h.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING).pop();
+      out.push({table: i, scroll: box.scrollWidth, client: box.clientWidth,
+                under: heading ? heading.textContent.trim().slice(0, 80) : null,
+                first_row: (t.querySelector('tr') || {textContent: ''}).textContent.trim().replace(/\\s+/g, ' ').slice(0, 80)});
+    }
+  });
+  return {wide: out, tables: document.querySelectorAll('table').length, viewport: window.innerWidth,
+          page: document.documentElement.scrollWidth};
+})()
+"""
+
+
+def test_no_table_scrolls_sideways_at_1280_px(chromium, smoke_report, tmp_path):
+    with DevTools(chromium, tmp_path / "profile") as dt:
+        target = dt.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        s = dt.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        dt.send("Page.enable", session=s)
+        dt.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1,
+                                                       "mobile": False}, session=s)
+        dt.send("Page.navigate", {"url": smoke_report.as_uri()}, session=s)
+        dt.wait_for("Page.loadEventFired")
+        found = dt.evaluate(s, WIDE_TABLES_JS)
+    assert found["viewport"] == 1280 and found["tables"] > 20, found
+    assert not found["wide"], f"{len(found['wide'])} tables wider than their place at 1280 px: {found['wide'][:6]}"
+    assert found["page"] <= found["viewport"], f"the page scrolls sideways: {found['page']} px at {found['viewport']} px"

@@ -151,11 +151,12 @@ def test_the_thesis_note_sets_the_thesis_beside_our_measurement():
     plain = thesis_notes("depth")
     assert f"18: IoU (A) {cell[('18', 'CAM')]:g} % vs {cell[('18', 'Grad-CAM')]:g} %" in plain
     assert f"reaches {min(shares):.2f}-{max(shares):.2f} of its Grad-CAM's" in plain
-    assert "has no ReLU" in plain and "measured on our trained models in 01" in plain
+    assert "on our trained models: 01 · Depth" in plain
+    assert "has no ReLU" not in plain  # the why is said once, beside the measurement (01)
 
     # CAM close to Grad-CAM here, the other class's CAM far below it: the mix-up would explain the column
     note = thesis_notes("depth", measured=_measured(20.0, 21.0, 6.0))
-    assert plain.split("; it is measured")[0] in note  # the thesis's numbers, quoted as without a measurement
+    assert plain.split(" Why CAM")[0] in note  # the thesis's numbers, quoted as without a measurement
     assert f"| 18 | {cell[('18', 'CAM')]:g} % | {cell[('18', 'Grad-CAM')]:g} % | 20.0 % | 21.0 % | 6.0 % | 91 % | " \
            "0.007 / 0.33 | 3 (384) |" in note
     assert "| 50 | " in note and "no learned run |" in note  # measured nowhere

@@ -1,9 +1,12 @@
+import importlib
+import pkgutil
 import shutil
 
 import pytest
 import torch
 
 from thesislib import data as D
+from thesislib.data import decoded
 from thesislib.layout import CLASSES, IMAGE_DIR, MAP_DIR
 
 
@@ -67,14 +70,14 @@ def test_bad_fractions_are_rejected(fractions):
 
 def test_arrays_are_decoded_once_and_cached_on_disk(synth_root, tmp_path, monkeypatch):
     calls = []
-    real = D._decode
-    monkeypatch.setattr(D, "_decode", lambda *a: calls.append(1) or real(*a))
-    D._MEMORY.clear()
+    real = decoded.decode
+    monkeypatch.setattr(decoded, "decode", lambda *a: calls.append(1) or real(*a))
+    decoded.MEMORY.clear()
     first = D.load_arrays(synth_root, 48, cache_dir=tmp_path)
     assert len(calls) == 240  # 120 images + 120 maps, once each
     again = D.load_arrays(synth_root, 48, cache_dir=tmp_path)
     assert again is first and len(calls) == 240  # in memory
-    D._MEMORY.clear()
+    decoded.MEMORY.clear()
     from_disk = D.load_arrays(synth_root, 48, cache_dir=tmp_path)
     assert len(calls) == 240  # from the disk cache
     assert torch.equal(from_disk.images, first.images) and torch.equal(from_disk.maps, first.maps)
@@ -239,3 +242,19 @@ def test_the_fingerprint_follows_the_content_of_every_image_and_map(synth_root, 
         assert D.fingerprint(D.scan(root)) != base, sub
         victim.write_bytes(original)
     assert D.fingerprint(D.scan(root)) == base
+
+
+def test_every_public_name_is_importable_from_the_package():
+    """Each public name has one home module and the package re-exports it; names that need torch
+    load on first use."""
+    homes: dict[str, list] = {}
+    for room in pkgutil.iter_modules(D.__path__):
+        module = importlib.import_module(f"thesislib.data.{room.name}")
+        for name in module.__all__:
+            homes.setdefault(name, []).append(module)
+    for name in D.__all__:
+        assert len(homes.get(name, [])) == 1, name
+        assert getattr(D, name) is getattr(homes[name][0], name), name
+    assert set(D.__all__) <= set(dir(D))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        D.nope

@@ -21,6 +21,7 @@ from PIL import Image
 
 from thesislib import cli
 from thesislib import data as D
+from thesislib.data import decoded
 from thesislib.layout import CLASSES, IMAGE_DIR, MAP_DIR
 from thesislib.study.config import ConfigError, RunConfig
 
@@ -125,7 +126,7 @@ def test_a_truncated_jpeg_is_named_or_left_out_and_counted(lag, tmp_path):
     assert table.loc["left out (unreadable)", "total"] == 1 and table.loc["left out (unreadable)", CLASSES[1]] == 1
     assert table.loc[list(D.SPLITS), "total"].sum() == 15
     # the decoded cache of the reduced set never serves a caller that did not ask to skip
-    D._MEMORY.clear()
+    decoded.MEMORY.clear()
     assert _api_message(D.load_arrays, lag, 32, cache_dir=tmp_path / "cache") == msg
     # and skipping is part of the run's identity (other images, other model)
     base = RunConfig(**TINY)

@@ -9,6 +9,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion, f1_score as sk_f1,
 from torchvision.ops import box_iou as tv_box_iou, masks_to_boxes
 
 from thesislib import metrics as M
+from thesislib.metrics import kernels
 
 
 def _soft_maps(n: int, seed: int, dtype) -> torch.Tensor:
@@ -27,8 +28,8 @@ def path(request, monkeypatch):
     """Run a test on the compiled CPU kernels (numba) and again on the torch code."""
     if request.param == "compiled":
         pytest.importorskip("numba")
-    monkeypatch.setattr(M, "USE_NUMBA", request.param == "compiled")
-    assert M._compiled(torch.zeros(1, 1, 1)) == (request.param == "compiled")
+    monkeypatch.setattr(kernels, "USE_NUMBA", request.param == "compiled")
+    assert kernels.compiled(torch.zeros(1, 1, 1)) == (request.param == "compiled")
     return request.param
 
 
@@ -86,7 +87,7 @@ def test_compiled_and_torch_code_give_the_same_values(monkeypatch):
         expert = maps.roll(1, 0)
         runs = []
         for compiled in (True, False):
-            monkeypatch.setattr(M, "USE_NUMBA", compiled)
+            monkeypatch.setattr(kernels, "USE_NUMBA", compiled)
             a, b = M.binarize(maps), M.binarize(expert)
             runs.append(dict(t=M.otsu_threshold(maps), nbins=M.otsu_threshold(maps, nbins=7), a=a, b=b,
                              boxes=M.boxes(a), area=M.iou_area(a, b), bbox=M.iou_bbox(a, b),
@@ -146,14 +147,14 @@ def test_otsu_rejects_integer_maps_and_bad_arguments():
 def test_without_numba_the_torch_code_runs(monkeypatch):
     """A machine without numba (a GPU image may lack it) gets the torch code, with the same values."""
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
-    M._numba_ready.cache_clear()
+    kernels.numba_ready.cache_clear()
     try:
-        assert not M._compiled(torch.zeros(1, 1, 1))
+        assert not kernels.compiled(torch.zeros(1, 1, 1))
         maps = _soft_maps(16, seed=2, dtype=torch.float32)
         ref = torch.tensor([threshold_otsu(m.numpy()) for m in maps])
         assert torch.equal(M.binarize(maps), maps > ref[:, None, None])
     finally:
-        M._numba_ready.cache_clear()
+        kernels.numba_ready.cache_clear()
 
 
 def _two_masks():

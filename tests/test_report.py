@@ -239,3 +239,80 @@ def test_missing_params_folder_is_a_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "thesislib", "report", "--params", str(tmp_path / "nope")],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "params folder not found" in r.stderr
+
+
+class _Text(HTMLParser):
+    """The text a reader sees: every text node outside scripts and styles, and each table cell's text."""
+
+    def __init__(self):
+        super().__init__()
+        self.text, self.cells, self._skip, self._cell = [], [], 0, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self._skip -= 1
+        elif tag in ("td", "th") and self._cell is not None:
+            self.cells.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.text.append(data)
+            if self._cell is not None:
+                self._cell.append(data)
+
+
+@pytest.fixture(scope="session")
+def shown(html):
+    parser = _Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.text).split()), parser.cells
+
+
+def test_no_python_repr_or_key_in_what_a_reader_sees(shown):
+    from thesislib.metrics import REGISTRY
+    from thesislib.study import FAMILIES
+
+    text, cells = shown
+    for repr_ in ("('", "['", "{'", "np.float", "dtype"):
+        assert repr_ not in text, f"a Python repr {repr_!r} in the report: ...{text[text.find(repr_) - 80:][:200]}..."
+    raw = sorted({c for c in cells if c in ("True", "False", "None", "nan", "NaN", "<NA>")})
+    assert not raw, f"table cells that read like Python values: {raw}"
+    long = sorted(set(re.findall(r"(?<![\w.])-?\d+\.\d{4,}\b", " ".join(cells))))
+    assert not long, f"numbers with four or more decimals in tables: {long[:10]}"
+    keys = [k for k in [*FAMILIES, *REGISTRY, "n_flagged", "run_id", "method_label", "thesis_rho", "ours_rho",
+                        "non_glaucoma", "suspicious_glaucoma", "shuffle_labels", "penalty_lambda"] if "_" in k]
+    leaked = sorted({k for k in keys if re.search(rf"(?<![\w/.-]){re.escape(k)}(?![\w.])", text)})
+    assert not leaked, f"snake_case keys in the report's text: {leaked}"
+
+
+def test_cells_show_mean_and_sd_with_the_interval_in_the_hover(html, shown):
+    _, cells = shown
+    assert not [c for c in cells if re.search(r"± \d+\.\d+ \[", c)], "an interval printed in a cell"
+    assert re.search(r'<span class="num" title="95 % interval -?\d+\.\d to -?\d+\.\d, \d+ seeds">', html)
+    assert "<b>" in html  # the best explainer of a column is marked
+
+
+def test_an_explanation_is_shown_once_per_section_and_facts_under_every_table():
+    from thesislib.report import _drop_repeated_notes
+
+    said: set[str] = set()
+    note = '<p class="note"><small>† marks a cell whose seeds include runs that never learned.</small></p>'
+    first = {"data": {"text/html": f"<table></table><p><small>2 runs never learned.</small></p>{note}"}}
+    second = {"data": {"text/html": f"<table></table><p><small>2 runs never learned.</small></p>{note}",
+                       "text/plain": "kept as it is"}}
+    verdicts = {"data": {"text/markdown": '<p class="note">Verdicts at 95 %.</p>\n\n| a |\n| --- |'}}
+    again = {"data": {"text/markdown": ['<p class="note">Verdicts at 95 %.</p>\n\n', "| b |\n| --- |"]}}
+    for output in (first, second, verdicts, again):
+        _drop_repeated_notes(output, said)
+    assert note in first["data"]["text/html"] and note not in second["data"]["text/html"]
+    assert second["data"]["text/html"].count("2 runs never learned") == 1  # a fact stays under its table
+    assert "Verdicts" in verdicts["data"]["text/markdown"] and again["data"]["text/markdown"] == "| b |\n| --- |"
+    _drop_repeated_notes(fresh := {"data": {"text/html": note}}, set())  # the next section says it again
+    assert fresh["data"]["text/html"] == note

@@ -34,7 +34,10 @@ def test_comments_docstrings_and_layout_do_not_count_but_code_does():
 def test_a_change_to_a_covered_module_without_a_bump_names_it_the_version_and_the_command(tmp_path, monkeypatch):
     package = Path(S.__file__).parent
     for name in S.TRAINING_MODULES + S.EVALUATION_MODULES:
-        shutil.copy(package / f"{name}.py", tmp_path / f"{name}.py")
+        if (package / name).is_dir():  # a package, e.g. metrics or data
+            shutil.copytree(package / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(package / f"{name}.py", tmp_path / f"{name}.py")
     monkeypatch.setattr(S, "_PACKAGE", tmp_path)
     recorded = S.current()
     assert S.problems(recorded) == []
@@ -45,15 +48,34 @@ def test_a_change_to_a_covered_module_without_a_bump_names_it_the_version_and_th
     assert "bump SEMANTICS in thesislib/study/config.py" in found and COMMAND in found
     train.write_text(train.read_text().replace("LEARNING_RATE_SCALE = 2.0", "# LEARNING_RATE_SCALE = 2.0"))
     assert S.problems(recorded) == []  # a comment is not code
-    metrics = tmp_path / "metrics.py"
+    metrics = tmp_path / "metrics" / "localisation.py"  # any module of a covered package counts
     metrics.write_text(metrics.read_text() + "\n\nEPS = 1e-9\n")
     [found] = S.problems(recorded)
-    assert found.startswith("thesislib/metrics.py changed") and "bump EVAL_SEMANTICS" in found
+    assert found.startswith("thesislib/metrics/ changed") and "bump EVAL_SEMANTICS" in found
     # bumped: the record must follow
     monkeypatch.setattr("thesislib.study.config.EVAL_SEMANTICS", recorded["eval_semantics"] + 1)
     [found] = S.problems(recorded)
     assert found.startswith(f"EVAL_SEMANTICS is {recorded['eval_semantics'] + 1} but the record was made at "
                             f"{recorded['eval_semantics']}") and COMMAND in found
+
+
+def test_a_changed_or_new_file_in_a_covered_package_is_named_as_the_package(tmp_path, monkeypatch):
+    shutil.copytree(Path(S.__file__).parent / "data", tmp_path / "data", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(S, "_PACKAGE", tmp_path)
+    monkeypatch.setattr(S, "TRAINING_MODULES", ("data",))
+    monkeypatch.setattr(S, "EVALUATION_MODULES", ())
+    recorded = S.current()
+    assert S.problems(recorded) == []
+    stratify = tmp_path / "data" / "stratify.py"
+    original = stratify.read_text()
+    stratify.write_text(original.replace("manual_seed(seed)", "manual_seed(seed + 1)"))
+    [found] = S.problems(recorded)
+    assert found.startswith("thesislib/data/ changed since the record, but SEMANTICS did not"), found
+    stratify.write_text(original)
+    assert S.problems(recorded) == []
+    (tmp_path / "data" / "extra.py").write_text("SHIFT = 1\n")
+    [found] = S.problems(recorded)
+    assert found.startswith("thesislib/data/ changed"), found
 
 
 def test_update_records_the_current_code(tmp_path):

@@ -834,8 +834,9 @@ def verdicts_markdown(judged: pd.DataFrame, labels: dict[str, str] | None = None
         note = f" ({r.note})" if isinstance(r.note, str) and r.note else ""
         lines.append(f"| {r.claim} | {_cell(r.thesis)} | {_cell(r.ours)} | **{r.verdict}**{note} | {_cell(test)} | "
                      f"{_cell(r.seeds)} | {_cell(needed)} |")
-    head = (f"Verdicts at {level:g} % (each decided outcome is wrong at most {100 - level:g} % of the time; "
-            "see Methods).\n\n")
+    # an explanation, shown once per section of the report (`thesislib.report`)
+    head = (f'<p class="note">Verdicts at {level:g} % (each decided outcome is wrong at most {100 - level:g} % of '
+            'the time; see Methods).</p>\n\n')
     return Markdown(head + "\n".join(lines))
 
 

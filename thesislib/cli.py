@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Rewrite the README's first-look block from the summary.json that "
                                    "`thesislib report` writes beside the report, and keep its facts in "
                                    "docs/first-look.json (the tests re-render the block from it).",
-                       formatter_class=raw)
+                       epilog=_env_help(), formatter_class=raw)
     p.add_argument("--summary", type=Path, default=Path("reports/summary.json"),
                    help="a report's summary.json (default reports/summary.json, from `make report`)")
     p.add_argument("--readme", type=Path, default=None, help="the README to rewrite (default: the project's)")

@@ -104,4 +104,5 @@ def questions_markdown(judged: pd.DataFrame):
         note = f" ({r.note})" if isinstance(r.note, str) and r.note else ""
         lines.append(f"| {r.question} | **{dash(r.answer)}**{note} | {dash(test)} | {dash(r.seeds)} | "
                      f"{dash(r.seeds_needed)} |")
-    return Markdown(f"Answers at {level:g} %, by the judge of the thesis's claims (see Methods).\n\n" + "\n".join(lines))
+    return Markdown(f'<p class="note">Answers at {level:g} %, by the judge of the thesis\'s claims (see Methods).</p>\n\n'
+                    + "\n".join(lines))

@@ -130,7 +130,7 @@ def setting_reliability(results: pd.DataFrame, methods: Sequence[str] = ("scorec
                      "F-test p": "—" if math.isnan(r["p"]) else f"{r['p']:.3f}", "settings": r["groups"],
                      "runs": r["n"], "tells settings apart": "—" if math.isnan(r["p"]) else verdict})
     frame = pd.DataFrame(rows).set_index(["method", "metric"]) if rows else pd.DataFrame()
-    return Table(frame, ["ICC(1): the share of a metric's variance over the learned runs that lies between training "
+    return Table(frame, [], ["ICC(1): the share of a metric's variance over the learned runs that lies between training "
                          "settings rather than between seeds of one setting (1: the setting decides everything, 0: "
                          "the seed does); its 95 % interval from the F distribution. \"Tells settings apart\": the "
                          "one-way ANOVA over settings rejects equal means at 5 %."])
@@ -185,7 +185,7 @@ def method_concordance(results: pd.DataFrame, metrics: Sequence[str] = PANEL_MET
                      "raters": f"{w['m']} metrics", "Kendall's W": _num(w["w"]), "p": _num(w["p"], 3),
                      "seed-to-seed τ (mean)": "—"})
     frame = pd.DataFrame(rows).set_index("ranking by") if rows else pd.DataFrame()
-    return Table(frame, ["Kendall's W: 1 when every rater ranks the explainers alike, 0 when the rankings are "
+    return Table(frame, [], ["Kendall's W: 1 when every rater ranks the explainers alike, 0 when the rankings are "
                          "unrelated; p from Friedman's chi-square test. Seed-to-seed τ: how alike two seeds of one "
                          "setting rank the explainers (1 the same order, 0 unrelated, -1 reversed)."])
 

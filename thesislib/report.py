@@ -388,9 +388,9 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     from thesislib import summary
 
     facts = summary.facts(summary.read_records(work), header, outcomes)
-    atomic_write_text(out.parent / summary.SUMMARY_FILE, json.dumps(facts, indent=1, sort_keys=True) + "\n")
     html = stitch(outcomes, header, links_from=out.parent, glance=summary.at_a_glance(facts))
     atomic_write_text(out, html)
+    atomic_write_text(out.parent / summary.SUMMARY_FILE, json.dumps(facts, indent=1, sort_keys=True) + "\n")
     _say(f"wrote {out} ({len(html) / 1e6:.1f} MB) in {wall / 60:.1f} min; executed notebooks in {work}")
     return all(o["ok"] for o in outcomes)
 
@@ -596,6 +596,7 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
         if not Path(o["path"]).is_file():
             continue
         nb = nbformat.read(o["path"], as_version=4)
+        said: set[str] = set()  # explanatory notes already shown in this section
         for cell in nb.cells:
             tags = cell.get("metadata", {}).get("tags", [])
             if "parameters" in tags or "injected-parameters" in tags:
@@ -605,6 +606,8 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
                 # progress and warnings go to stderr: logs, not results
                 cell.outputs = [x for x in cell.get("outputs", []) if not (x.get("output_type") == "stream"
                                                                            and x.get("name") == "stderr")]
+                for x in cell.outputs:
+                    _drop_repeated_notes(x, said)
                 if not cell.outputs:
                     continue
                 numbered = _number_figures(cell.outputs, numbered, TITLES.get(o["name"], o["name"]))
@@ -616,11 +619,38 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
     body = re.sub(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", "", body)
     body = re.sub(r"<link[^>]*\shref=[\"']https?://[^>]*>", "", body)
     body = unique_heading_ids(body)
-    # wide tables scroll instead of breaking "12.3 ± 0.4" over two lines
-    return body.replace("</head>", "<style>.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th "
-                                   "{white-space: nowrap;} .jp-OutputArea-output {overflow-x: auto;} "
-                                   "figure.report-figure {margin: 0 0 1em 0;} figure.report-figure figcaption "
-                                   "{max-width: 60em; font-size: 0.9em; color: #333;}</style>\n</head>", 1)
+    return body.replace("</head>", f"<style>{STYLE}</style>\n</head>", 1)
+
+
+# A number never breaks over two lines ("12.3 ± 0.4"), text wraps; a table wider than its column
+# still scrolls rather than overflow the page. The report's tables are meant to fit 1,200 px.
+STYLE = (".jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th {white-space: normal;} "
+         ".jp-RenderedHTMLCommon .num {white-space: nowrap;} "
+         ".jp-OutputArea-output {overflow-x: auto;} "
+         ".jp-RenderedHTMLCommon p.note {margin-top: 0.2em;} "
+         "figure.report-figure {margin: 0 0 1em 0;} "
+         "figure.report-figure figcaption {max-width: 60em; font-size: 0.9em; color: #333;}")
+_NOTE = re.compile(r'<p class="note">.*?</p>\s*', re.S)
+
+
+def _drop_repeated_notes(output: dict, said: set[str]) -> None:
+    """Remove from a cell output's HTML or Markdown the explanatory notes (`<p class="note">`) that
+    `said` holds, and add the others to it: a note is read once per section, under its first table."""
+    data = output.get("data") or {}
+    for mime in ("text/html", "text/markdown"):
+        text = data.get(mime)
+        if text is None:
+            continue
+        text = "".join(text) if isinstance(text, list) else text
+
+        def once(m: re.Match) -> str:
+            key = " ".join(re.sub(r"<[^>]+>", "", m.group(0)).split())
+            if key in said:
+                return ""
+            said.add(key)
+            return m.group(0)
+
+        data[mime] = _NOTE.sub(once, text)
 
 
 def _number_figures(outputs: list, before: int, section: str) -> int:

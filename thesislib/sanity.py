@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from thesislib.study.grids import Grid
 
 from thesislib import explain as X
-from thesislib.metrics import _average_ranks
+from thesislib.metrics import average_ranks
 
 __all__ = ["STAGES", "FLAG_AFTER", "FLAG_SPEARMAN", "FLAG_CONSTANT", "FINDINGS", "SSIM_WINDOW", "HOG_OPTIONS",
            "stage_modules", "reinitialise", "cascade", "rank_correlation", "ssim", "hog_similarity",
@@ -142,7 +142,7 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.shape != b.shape or a.dim() != 3:
         raise ValueError(f"a, b: expected two batches of maps [N, H, W] of one shape, found {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    ra, rb = _average_ranks(a.flatten(1).double()), _average_ranks(b.flatten(1).double())
+    ra, rb = average_ranks(a.flatten(1).double()), average_ranks(b.flatten(1).double())
     ra = ra - ra.mean(1, keepdim=True)
     rb = rb - rb.mean(1, keepdim=True)
     den = (ra.norm(dim=1) * rb.norm(dim=1))

@@ -7,7 +7,8 @@ meant something else must not be reused, so those versions are bumped with any c
 a stored number. To make forgetting impossible, `RECORDED` below holds a hash of the normalised
 source of every module that produces stored numbers (its syntax tree without docstrings, written
 back out: comments, docstrings and formatting do not count), together with the versions it was
-recorded at. tests/test_semantics.py fails when the code differs from the record. Then decide:
+recorded at (a covered package: of each of its modules, together). tests/test_semantics.py fails
+when the code differs from the record. Then decide:
 
 - the change alters a stored number (a weight, a history column, a map, a metric): bump
   SEMANTICS (training modules) or EVAL_SEMANTICS (evaluation modules), then record;
@@ -43,12 +44,12 @@ RECORDED: dict[str, Any] = {
     "eval_semantics": 2,
     "python": "3.11.7",
     "modules": {
-        "data": "1061c156587e746f",
+        "data": "dd30381a2140b903",
         "synth": "33fb3e1e7345ace3",
         "models": "6be16845bda579eb",
         "train": "9fa8ed9dbf9d3b2c",
         "evaluation": "5b641d96a0b831b4",
-        "metrics": "0ccd8a3c7eeecea2",
+        "metrics": "1bc33c1ba5c9cee8",
         "explain": "123a24789d716e48",
         "references": "bd58db7937976fbd",
     },
@@ -78,9 +79,25 @@ def current() -> dict[str, Any]:
     """The versions in thesislib/study/config.py and the fingerprint of every covered module."""
     from thesislib.study.config import EVAL_SEMANTICS, SEMANTICS
 
-    modules = {m: fingerprint_source((_PACKAGE / f"{m}.py").read_text()) for m in TRAINING_MODULES + EVALUATION_MODULES}
+    modules = {m: _fingerprint_module(m) for m in TRAINING_MODULES + EVALUATION_MODULES}
     return {"semantics": SEMANTICS, "eval_semantics": EVAL_SEMANTICS, "python": platform.python_version(),
             "modules": modules}
+
+
+def _fingerprint_module(name: str) -> str:
+    """`fingerprint_source` of thesislib/<name>.py; of a package thesislib/<name>/, a short sha256 of
+    its modules' paths and fingerprints."""
+    folder = _PACKAGE / name
+    if not folder.is_dir():
+        return fingerprint_source((_PACKAGE / f"{name}.py").read_text())
+    parts = [f"{p.relative_to(folder).as_posix()} {fingerprint_source(p.read_text())}"
+             for p in sorted(folder.rglob("*.py"))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _shown(name: str) -> str:
+    """How messages name a covered module: thesislib/<name>.py, or thesislib/<name>/ for a package."""
+    return f"thesislib/{name}/" if (_PACKAGE / name).is_dir() else f"thesislib/{name}.py"
 
 
 def problems(recorded: dict[str, Any] | None = None, now: dict[str, Any] | None = None) -> list[str]:
@@ -99,7 +116,7 @@ def problems(recorded: dict[str, Any] | None = None, now: dict[str, Any] | None 
     out = []
     for key, name, covered in (("semantics", "SEMANTICS", TRAINING_MODULES),
                                ("eval_semantics", "EVAL_SEMANTICS", EVALUATION_MODULES)):
-        mine = [f"thesislib/{m}.py" for m in changed if m in covered]
+        mine = [_shown(m) for m in changed if m in covered]
         bumped = now[key] != recorded[key]
         if mine and not bumped:
             out.append(f"{', '.join(mine)} changed since the record, but {name} did not (still {now[key]}). "

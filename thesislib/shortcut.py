@@ -255,7 +255,8 @@ def aggregate(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(long: pd.DataFrame, metrics: Sequence[str], methods: Sequence[str] = ("",)):
-    """Rows metric x method, columns trained x tested: "mean ± std [95 % interval]" over seeds.
+    """Rows metric x method, columns trained x tested: "mean ± sd" over seeds (the 95 % interval in
+    each cell's hover), the explainers first, then the reference maps in one block.
 
     Args:
         long: `aggregate` output.
@@ -266,11 +267,13 @@ def summary_table(long: pd.DataFrame, metrics: Sequence[str], methods: Sequence[
         A `thesislib.tables.Table`, with a note on flagged runs and on the marker mass.
     """
     from thesislib import tables
+    from thesislib.references import LABELS as REFERENCE_LABELS
 
     part = long[long["metric"].isin(list(metrics)) & long["method"].isin(list(methods))]
     cols = list(dict.fromkeys(zip(part["trained"], part["tested"])))
-    rows = [(m, meth) for m in metrics for meth in methods
-            if ((part["metric"] == m) & (part["method"] == meth)).any()]
+    refs = set(REFERENCE_LABELS.values())
+    rows = [(m, meth) for reference in (False, True) for m in metrics for meth in methods
+            if (meth in refs) == reference and ((part["metric"] == m) & (part["method"] == meth)).any()]
     at = {(r.metric, r.method, r.trained, r.tested): r for r in part.itertuples()}
 
     def cell(key) -> str:
@@ -278,18 +281,19 @@ def summary_table(long: pd.DataFrame, metrics: Sequence[str], methods: Sequence[
         return "—" if r is None else tables._fmt(r.mean, r.std, r.n, r.lo, r.hi, r.n_flagged)
 
     frame = pd.DataFrame({c: [cell((m, meth, *c)) for m, meth in rows] for c in cols},
-                         index=pd.MultiIndex.from_tuples([(_label(m), meth) for m, meth in rows],
-                                                         names=["metric", "method"]))
+                         index=pd.MultiIndex.from_tuples(
+                             [(tables.REFERENCE_BLOCK * (meth in refs) + _label(m), meth) for m, meth in rows],
+                             names=["metric", "method"]))
     frame.columns = pd.MultiIndex.from_tuples(cols, names=["trained on", "tested on"])
     notes = []
     flagged = int(part.loc[part["method"] == part["method"].iloc[0], "n_flagged"].max()) if len(part) else 0
     if flagged:
-        notes.append(f"{tables.FLAG} includes runs that never learned.")
+        notes.append(tables.FLAG_RULE)
     if MARKER_MASS in metrics:
         notes.append(f"{_MARKER_LABEL}: the share of a map's mass in the corner square (side {CORNER:g} of the "
                      f"image side) that holds the image's marker, over the images that carry one; a map spread "
                      f"evenly puts {100 * CORNER ** 2:.0f} % there. No marker, no value (—).")
-    return tables.Table(frame, notes)
+    return tables.Table(frame, [], notes)
 
 
 def what_catches_it(long: pd.DataFrame, *, clean: str, cue: str, tested: str, method: str,
@@ -330,9 +334,10 @@ def what_catches_it(long: pd.DataFrame, *, clean: str, cue: str, tested: str, me
                        else "no (equivalent)" if t.p_equivalent <= ALPHA else "inconclusive")
         fmt = lambda r: tables._fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
         rows.append({"metric": _label(metric), f"trained on: {clean}": fmt(a.iloc[0]),
-                     f"trained on: {cue}": fmt(b.iloc[0]), "shortcut model worse (95 %)": verdict})
+                     f"trained on: {cue}": fmt(b.iloc[0]),
+                     "shortcut model worse (95 %)": tables.Cell(verdict, best=verdict != "inconclusive")})
     frame = pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
-    return tables.Table(frame, [f"Both tested on \"{tested}\"; explainability metrics of {method}. Verdict: "
-                                "Welch's t-test, one-sided at 95 %, of \"the shortcut model is worse\": *yes*, the "
-                                "metric catches the shortcut; *no*, it rates the shortcut model better beyond the "
-                                "noise, or the two are equivalent within the metric's margin."])
+    return tables.Table(frame, [f"Both tested on \"{tested}\"; explainability metrics of {method}."],
+                        ["Verdict: Welch's t-test, one-sided at 95 %, of \"the shortcut model is worse\": yes, the "
+                                "metric catches the shortcut; no, it rates the shortcut model better beyond the "
+                                "noise, or the two are equivalent within the metric's margin; a decided verdict is in bold."])

@@ -2,11 +2,14 @@
 beside theirs, method tables with reference rows, and the helpers the notebooks call.
 
 The thesis's numbers live in `thesislib.thesis`, claims and verdicts in `thesislib.claims`.
-Labels, directions, units and ranges of metrics come from `thesislib.metrics.REGISTRY` only.
+Labels, directions, units and ranges of metrics come from `thesislib.metrics.REGISTRY` only; every
+other key a table shows (families, classes, columns) is labelled by `thesislib.labels`. A shown
+number is a `Cell`: "mean ± sd" to one decimal, its 95 % interval in the hover, marked when best.
 """
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -15,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from thesislib.labels import CLASS_NAMES, family_label
 from thesislib.metrics import REGISTRY, registered
 from thesislib.study.grids import FAMILIES
 from thesislib.thesis import THESIS_METHODS, reference
@@ -23,7 +27,7 @@ __all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS"
            "method_kind", "expert_regions", "best_settings", "generalisation_gap", "model_points",
            "correlation_table", "against_references", "references_summary", "run_health", "CLASS_NAMES",
            "conventions_table", "verdict_summary", "ranking_agreement", "threshold_curve", "slice_conclusions",
-           "split_families"]
+           "split_families", "Cell", "readable_table", "to_html"]
 
 TABLE_METRICS = ("iou_area", "iou_bbox", "average_drop", "increase_in_confidence")
 FLAG = "†"
@@ -31,8 +35,8 @@ LEVEL = 0.95  # of the t-interval in every cell
 _LONG = ["family", "setting", "method", "metric", "mean", "std", "n", "lo", "hi", "n_flagged", "kind"]
 _RULE = ("validation accuracy not above the majority-class rate by more than two binomial standard errors, "
          "or one class predicted for every image")
-_FLAG_NOTE = (f"{FLAG} includes runs that never learned ({_RULE}): "
-              "{n} of the runs averaged in this table.")
+FLAG_RULE = f"{FLAG}: the cell's seeds include runs that never learned ({_RULE})."
+_FLAG_NOTE = f"{FLAG} {{n}} of the runs averaged in this table never learned."
 
 
 # -- what a row is ------------------------------------------------------------------------------
@@ -88,7 +92,6 @@ def _interval(mean: pd.Series, std: pd.Series, n: pd.Series, metric=None) -> tup
 
 # -- summaries ----------------------------------------------------------------------------------
 
-CLASS_NAMES = {0: "non-glaucoma", 1: "glaucoma"}
 
 
 def split_families(results: pd.DataFrame, by: str | None) -> pd.DataFrame:
@@ -97,11 +100,11 @@ def split_families(results: pd.DataFrame, by: str | None) -> pd.DataFrame:
     if by is None:
         return results
     if by == "correct":
-        return results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, "
+        return results.assign(family=[f"{family_label(f)}, "
                                       f"{'correctly classified' if bool(c) else 'misclassified'}"
                                       for f, c in zip(results["family"], results[by])])
     word = {"pred": "predicted", "label": "labelled"}.get(by, by)
-    return results.assign(family=[f"{FAMILIES.get(f, (None, f))[1]}, {word} {CLASS_NAMES.get(c, c)}"
+    return results.assign(family=[f"{family_label(f)}, {word} {CLASS_NAMES.get(c, c)}"
                                   for f, c in zip(results["family"], results[by])])
 
 
@@ -146,37 +149,134 @@ def aggregate(results: pd.DataFrame, *, learned_only: bool = False, by: str | No
     return out[_LONG]
 
 
-def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0) -> str:
-    """"mean ± std [lo, hi]"; "(n=1)" etc. where fewer than three seeds; FLAG where runs never learned."""
+class Cell(str):
+    """A shown value: its text ("mean ± sd"), what hovering over it tells (the 95 % interval, the
+    seeds), and whether it is marked as the best of its column."""
+
+    title: str
+    best: bool
+    mean: float = math.nan  # the value behind the text, where one is (for marking the best)
+
+    def __new__(cls, text: str, title: str = "", best: bool = False) -> "Cell":
+        cell = super().__new__(cls, text)
+        cell.title, cell.best = title, best
+        return cell
+
+    def marked(self) -> "Cell":
+        """The same cell, marked best (bold)."""
+        out = Cell(str(self), self.title, True)
+        out.mean = self.mean
+        return out
+
+    def html(self) -> str:
+        text = html.escape(str(self))
+        text = f"<b>{text}</b>" if self.best else text
+        title = f' title="{html.escape(self.title)}"' if self.title else ""
+        return f'<span class="num"{title}>{text}</span>'
+
+
+def _fmt(mean, std=math.nan, n=None, lo=math.nan, hi=math.nan, flagged: int = 0, *, measured: bool = True,
+         over: str = "seeds") -> Cell:
+    """"mean ± sd" ("mean" alone where every seed gave the same value); "(n=2)" where fewer than
+    three seeds; FLAG where runs never learned. The 95 % interval and the seeds go into the hover.
+
+    `measured=False` for a published summary (the thesis's): an sd of 0.0 there is a rounded sd,
+    not seeds known to agree, and is shown. `over`: what n counts ("seeds", "runs").
+    """
     if mean is None or pd.isna(mean):
-        return "—"
+        return Cell("—")
+    constant = measured and not pd.isna(std) and abs(std) < 1e-9
     text = f"{mean:.1f}"
-    if not pd.isna(std):
+    if not pd.isna(std) and not constant:
         text += f" ± {std:.1f}"
-    if not (pd.isna(lo) or pd.isna(hi)):
-        text += f" [{lo:.1f}, {hi:.1f}]"
-    if n is not None and not pd.isna(n) and n < 3:
+    known = n is not None and not pd.isna(n)
+    if known and n < 3:
         text += f" (n={int(n)})"
-    return text + (f" {FLAG}" if flagged else "")
+    title = []
+    if constant and known:
+        title.append(f"the same in all {int(n)} {over}")
+    elif not (pd.isna(lo) or pd.isna(hi)):
+        title.append(f"95 % interval {lo:.1f} to {hi:.1f}" + (f", {int(n)} {over}" if known else ""))
+    elif known:
+        title.append(f"{int(n)} {over if int(n) != 1 else over.rstrip('s')}")
+    if flagged:
+        title.append(f"{int(flagged)} never learned")
+    out = Cell(text + (f" {FLAG}" if flagged else ""), "; ".join(title))
+    out.mean = float(mean)
+    return out
+
+
+def _shown(value, digits: int = 1) -> str:
+    """A value of a shown table as HTML: cells with their hover, numbers to `digits` decimals,
+    booleans as yes / no, nothing as "—"."""
+    from thesislib.labels import yes_no
+
+    if isinstance(value, Cell):
+        return value.html()
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return yes_no(value)
+    if isinstance(value, (float, np.floating)):
+        return f'<span class="num">{value:.{digits}f}</span>'
+    return html.escape(str(value))
+
+
+def to_html(frame: pd.DataFrame, decimals: dict | None = None) -> str:
+    """`frame` as an HTML table for the report: `Cell`s with their hover and mark, floats to one
+    decimal (`decimals`: {column: digits} where a statistic needs more), labels escaped."""
+    decimals = decimals or {}
+    # every value through `_shown` (pandas' formatters skip what it takes for missing, such as None)
+    shown = pd.DataFrame({i: [_shown(v, decimals.get(c, 1)) for v in frame.iloc[:, i]]
+                          for i, c in enumerate(frame.columns)}, index=frame.index)
+    shown.columns = frame.columns
+
+    def esc(x):
+        return html.escape(str(x)) if isinstance(x, str) else x
+
+    if isinstance(shown.index, pd.MultiIndex):
+        shown.index = pd.MultiIndex.from_tuples([tuple(map(esc, t)) for t in shown.index],
+                                                names=[esc(n) for n in shown.index.names])
+    else:
+        shown.index = pd.Index([esc(x) for x in shown.index], name=esc(shown.index.name))
+    if isinstance(shown.columns, pd.MultiIndex):
+        shown.columns = pd.MultiIndex.from_tuples([tuple(map(esc, t)) for t in shown.columns],
+                                                  names=[esc(n) for n in shown.columns.names])
+    else:
+        shown.columns = pd.Index([esc(x) for x in shown.columns], name=esc(shown.columns.name))
+    return shown.to_html(escape=False)
 
 
 @dataclass
 class Table:
-    """A table for the report: the frame, and the notes printed under it (flagged runs, ...)."""
+    """A table for the report: the frame, the notes printed under it (what holds for this table:
+    flagged runs, ...) and the explanations (what a marker or a column means: the report shows
+    each once per section, under the first table that has it)."""
 
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    explanations: list[str] = field(default_factory=list)
+    decimals: dict = field(default_factory=dict)  # {column: digits} of a statistic (τ, p); others one
 
     def _repr_html_(self) -> str:
-        notes = "".join(f"<p><small>{n}</small></p>" for n in self.notes)
-        return self.frame.to_html() + notes
+        notes = "".join(f"<p><small>{html.escape(n)}</small></p>" for n in self.notes)
+        notes += "".join(f'<p class="note"><small>{html.escape(n)}</small></p>' for n in self.explanations)
+        return to_html(self.frame, self.decimals) + notes
 
     def __repr__(self) -> str:
-        return "\n".join([repr(self.frame), *self.notes])
+        return "\n".join([repr(self.frame), *self.notes, *self.explanations])
 
     @property
     def loc(self):
         return self.frame.loc
+
+
+def readable_table(frame: pd.DataFrame, notes: Sequence[str] = (), *, decimals: dict | None = None) -> Table:
+    """Any result frame as a reader sees it: keys as labels (`thesislib.labels.readable`), floats
+    to one decimal (or `decimals`: {column label: digits}), booleans as yes / no, NaN as "—"."""
+    from thesislib.labels import readable
+
+    return Table(readable(frame), list(notes), decimals=dict(decimals or {}))
 
 
 def _metric_row(metric: str) -> str:
@@ -184,28 +284,54 @@ def _metric_row(metric: str) -> str:
     return f"{m.arrow} {m.label}"
 
 
-REFERENCE_PREFIX = "reference: "
+REFERENCE_BLOCK = "reference maps: "  # the first index level of a thesis table's reference rows
+MAX_COLUMNS = 6  # data columns of a thesis table with settings as columns; more: settings become rows
+EVERY_SETTING = "every setting"
+
+
+def _mark_best(frame: pd.DataFrame, rows: dict, columns: Sequence) -> None:
+    """Bold, in each of `columns`, the best cell among each metric's explainer `rows` ({metric: [row keys]});
+    ties (equal as shown, to one decimal) are all marked, a column where all tie has none; "—" and
+    references never are."""
+    for metric, keys in rows.items():
+        higher = REGISTRY[metric].higher
+        for col in columns:
+            values = {k: frame.at[k, col] for k in keys}
+            means = {k: round(v.mean, 1) for k, v in values.items() if isinstance(v, Cell) and not math.isnan(v.mean)}
+            if len(set(means.values())) < 2:
+                continue
+            best = max(means.values()) if higher else min(means.values())
+            for k, m in means.items():
+                if m == best:
+                    frame.at[k, col] = values[k].marked()
 
 
 def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: Sequence[str] | None = None,
                  methods: Sequence[str] = THESIS_METHODS, metrics: Sequence[str] = TABLE_METRICS,
                  with_thesis: bool = True, references: bool = True) -> Table:
-    """A table shaped like the thesis's: rows metric x method, columns setting x (ours, thesis).
+    """A table shaped like the thesis's: ours beside the thesis's per setting; classification
+    first, then each metric's explainers, then the reference maps in one block.
+
+    With at most `MAX_COLUMNS` data columns the settings are columns (setting x ours, thesis) and
+    the rows metric x method; with more, the settings become rows (metric x method x setting,
+    columns ours, thesis), so the table stays as wide as a page.
 
     Args:
         ours: `aggregate` output.
         family: experiment family (or several, e.g. a family and its baseline share columns).
-        settings: column order (default: the order in `ours`).
+        settings: setting order (default: the order in `ours`).
         methods: explainers to show, by label ("Score-CAM").
         metrics: explainability metrics (REGISTRY names); classification metrics always come first.
         with_thesis: add the thesis's value beside ours.
-        references: add the reference maps of `ours` (kind "reference": prior, ceiling, ...) under
-            the explainers, labelled "reference: ...".
+        references: add the reference maps of `ours` (kind "reference": prior, ceiling, ...) after
+            the explainers, under "reference maps: <metric>"; in the settings-as-rows layout a
+            reference whose cells are the same at every setting has one row, "every setting".
 
     Returns:
-        A `Table` of "mean ± std [95 % interval]" strings (percent; "(n=2)" where fewer than three
-        seeds; FLAG where runs that never learned are among them; "—" where a value does not exist),
-        with a note counting the flagged runs.
+        A `Table` of `Cell`s: "mean ± sd" in % ("mean" alone where every seed gave the same value,
+        "(n=2)" where fewer than three seeds, FLAG where runs that never learned are among them,
+        "—" where a value does not exist), the 95 % t-interval in each cell's hover, the best
+        explainer per metric and column in bold; a note counts the flagged runs.
     """
     unknown = [m for m in metrics if m not in REGISTRY]
     if unknown:
@@ -224,38 +350,68 @@ def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: S
         refs = [LABELS[r] for r in REFERENCES if LABELS[r] in present]
         refs += sorted(present - set(refs))
     classification = [m.name for m in registered("classification")]
-    row_keys = ([(m, "") for m in classification]
-                + [(m, meth) for m in metrics for meth in list(methods) + refs])
+    explainer_keys = [(m, "") for m in classification] + [(m, meth) for m in metrics for meth in methods]
+    reference_keys = [(m, meth) for m in metrics for meth in refs]
 
     def lookup(df: pd.DataFrame) -> dict:
         return {k: r for k, r in zip(zip(df["metric"], df["method"], df["setting"]), df.itertuples())}
 
-    def cell(found: dict, metric: str, method: str, setting: str) -> str:
+    def cell(found: dict, metric: str, method: str, setting: str) -> Cell:
         r = found.get((metric, method, setting))
         if r is None:
-            return "—"
+            return Cell("—")
         return _fmt(r.mean, r.std, r.n, getattr(r, "lo", math.nan), getattr(r, "hi", math.nan),
-                    getattr(r, "n_flagged", 0))
+                    getattr(r, "n_flagged", 0), measured=found is not sources.get("thesis"))
 
     ref_lo, ref_hi = _interval(ref["mean"], ref["std"], ref["n"], ref["metric"])
-    mine_at, ref_at = lookup(mine), lookup(ref.assign(lo=ref_lo, hi=ref_hi))
-    cols = {}
-    for s in settings:
-        cols[(s, "ours")] = [cell(mine_at, m, meth, s) for m, meth in row_keys]
-        if with_thesis:
-            cols[(s, "thesis")] = [cell(ref_at, m, meth, s) for m, meth in row_keys]
-    index = pd.MultiIndex.from_tuples(
-        [(_metric_row(m), REFERENCE_PREFIX + meth if meth in refs else meth) for m, meth in row_keys],
-        names=["metric", "method"])
-    frame = pd.DataFrame(cols, index=index)
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=[FAMILIES[fams[0]][1], ""])
+    sources = {"ours": lookup(mine)}
+    if with_thesis:
+        sources["thesis"] = lookup(ref.assign(lo=ref_lo, hi=ref_hi))
+    fam_label = FAMILIES[fams[0]][1]
+    best_rows: dict[str, list] = {}
+    if len(settings) * len(sources) <= MAX_COLUMNS:
+        def label(m: str, meth: str, reference_row: bool) -> tuple:
+            return (REFERENCE_BLOCK + _metric_row(m) if reference_row else _metric_row(m), meth)
+
+        keys = [(k, False) for k in explainer_keys] + [(k, True) for k in reference_keys]
+        cols = {(s, src): [cell(found, m, meth, s) for (m, meth), _ in keys]
+                for s in settings for src, found in sources.items()}
+        index = pd.MultiIndex.from_tuples([label(m, meth, r) for (m, meth), r in keys], names=["metric", "method"])
+        frame = pd.DataFrame(cols, index=index)
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=[fam_label, ""])
+        for (m, meth), r in keys:
+            if not r and meth:
+                best_rows.setdefault(m, []).append(label(m, meth, False))
+    else:
+        rows, index = [], []
+        for (m, meth), is_ref in [(k, False) for k in explainer_keys] + [(k, True) for k in reference_keys]:
+            block = [{src: cell(found, m, meth, s) for src, found in sources.items()} for s in settings]
+            first = _metric_row(m) if not is_ref else REFERENCE_BLOCK + _metric_row(m)
+            if is_ref and all(b == block[0] for b in block):  # a map that does not depend on the model
+                rows.append(block[0])
+                index.append((first, meth, EVERY_SETTING))
+                continue
+            for s, b in zip(settings, block):
+                rows.append(b)
+                index.append((first, meth, s))
+        frame = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["metric", "method", fam_label]))
+        for (m, meth) in explainer_keys:
+            if meth:
+                for s in settings:
+                    best_rows.setdefault((m, s), []).append((_metric_row(m), meth, s))
+    if len(frame.columns) and best_rows:
+        if isinstance(next(iter(best_rows)), tuple):  # settings as rows: the best explainer per metric and setting
+            for (m, _), keys in best_rows.items():
+                _mark_best(frame, {m: keys}, list(frame.columns))
+        else:
+            _mark_best(frame, best_rows, list(frame.columns))
     notes = []
     if "n_flagged" in mine.columns:
         flagged = mine[(mine["method"] == "") & mine["setting"].isin(settings)]
         per_run = flagged.groupby(["family", "setting"])["n_flagged"].max().sum()
         if per_run:
             notes.append(_FLAG_NOTE.format(n=int(per_run)))
-    return Table(frame, notes)
+    return Table(frame, notes, [FLAG_RULE] if notes else [])
 
 
 def _same_as(results: pd.DataFrame, labels: list[str], columns: list[str]) -> dict[str, str]:
@@ -305,11 +461,16 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
         metrics: REGISTRY names (default: every registered localisation and faithfulness metric present).
 
     Returns:
-        A `Table`, rows (by..., method), columns: the metrics as "mean ± std [95 % interval]" over
-        runs (%, FLAG where runs that never learned are among them), "ms per image", "constant maps",
-        "kind" and "same as" ("= Grad-CAM" where a method gives another's maps on these models;
-        the row is kept).
+        A `Table`, rows (by..., kind, method): per value of `by` the explainers, then the reference
+        maps ("explainers" | "reference maps"); `by` values and names as a reader says them
+        (`thesislib.labels`). Columns: the metrics as "mean ± sd" `Cell`s over runs (%, the 95 %
+        interval in the hover, FLAG where runs that never learned are among them, the best
+        explainer of each column in bold), "ms per image", "constant maps" (where any method gave
+        one) and "same maps as" (where a method gives another's maps on these models: its row
+        goes, its name joins the other's).
     """
+    from thesislib.labels import COLUMNS, value_label
+
     results = _with_defaults(results)
     by = [] if by is None else [by] if isinstance(by, str) else list(by)
     missing = [b for b in by if b not in results.columns]
@@ -331,7 +492,7 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
             v = g[m].dropna()
             n, mean, std = len(v), v.mean(), v.std()
             lo, hi = _interval(pd.Series([mean]), pd.Series([std]), pd.Series([n]), m)
-            row[_metric_row(m)] = _fmt(mean, std, n, lo.iloc[0], hi.iloc[0], flagged)
+            row[_metric_row(m)] = _fmt(mean, std, n, lo.iloc[0], hi.iloc[0], flagged, over="runs")
         if "seconds_per_image" in g.columns:
             row["ms per image"] = round(float(g["seconds_per_image"].mean()) * 1000, 1)
         if "constant_heatmaps" in g.columns:
@@ -356,12 +517,27 @@ def method_table(results: pd.DataFrame, by: str | Sequence[str] | None = None,
     frame["method"] = [f"{lab} (class-agnostic)" if lab in agnostic else lab for lab in frame["method"]]
     runs = results.drop_duplicates(by + ["run_id"]) if "run_id" in results.columns else results
     n_flagged = int((~runs["learned"].astype(bool)).sum())
-    frame = frame.drop(columns=["_order", "_flagged"]).set_index(by + ["method"])
+    frame["kind"] = frame["kind"].map({"explainer": "explainers", "reference": "reference maps"})
+    if "constant maps" in frame.columns and not frame["constant maps"].any():
+        frame = frame.drop(columns="constant maps")  # said in a note instead
+    if not frame["same maps as"].astype(bool).any():
+        frame = frame.drop(columns="same maps as")
+    for b in by:
+        frame[b] = [value_label(b, v) for v in frame[b]]
+    frame = frame.drop(columns=["_order", "_flagged"]).set_index(by + ["kind", "method"])
+    frame.index.names = [COLUMNS.get(b, b) for b in by] + ["", "method"]
+    for key, g in frame.groupby(level=list(range(len(by) + 1)), sort=False):
+        if (key[-1] if isinstance(key, tuple) else key) == "explainers":
+            for m in present:
+                _mark_best(frame, {m: list(g.index)}, [_metric_row(m)])
     notes = [_FLAG_NOTE.format(n=n_flagged)] if n_flagged else []
+    explanations = [FLAG_RULE] if n_flagged else []
+    if "constant_heatmaps" in results.columns and "constant maps" not in frame.columns:
+        explanations.append("No method gave a constant map on any scored image (else a column counts them).")
     if same:
-        notes.append("Methods whose maps equal another's on every scored image (max difference 1e-4) are "
-                     "shown once, named under \"same maps as\".")
-    return Table(frame, notes)
+        explanations.append("Methods whose maps equal another's on every scored image (max difference 1e-4) are "
+                            "shown once, named under \"same maps as\".")
+    return Table(frame, notes, explanations)
 
 
 # -- helpers the notebooks call -----------------------------------------------------------------
@@ -448,7 +624,7 @@ def _ci(r, lo, hi, n=None) -> str:
 
 def _corr_frame(corr: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
-        "group": corr["group"], "explainability": corr["y"].map(lambda m: REGISTRY[m].label if m in REGISTRY else m),
+        "group": corr["group"].map(family_label), "explainability": corr["y"].map(lambda m: REGISTRY[m].label if m in REGISTRY else m),
         "models": corr["n"],
         "Pearson r [95% CI]": [_ci(*v) for v in corr[["pearson", "pearson_lo", "pearson_hi", "n"]].itertuples(index=False)],
         "Spearman ρ [95% CI]": [_ci(*v) for v in corr[["spearman", "spearman_lo", "spearman_hi", "n"]].itertuples(index=False)],
@@ -466,7 +642,9 @@ def correlation_table(corr: pd.DataFrame, learned: pd.DataFrame | None = None) -
     """
     if learned is None:
         return _corr_frame(corr)
-    return pd.concat({"all models": _corr_frame(corr), "learned only": _corr_frame(learned)}, axis=1)
+    both = pd.concat({"all models": _corr_frame(corr), "learned only": _corr_frame(learned)}, axis=1)
+    models = [c for c in both.columns if c[1] == "models"]
+    return both.astype({c: "Int64" for c in models})  # a count, where a group has none on one side
 
 
 # -- explainers against what a trivial and the best possible answer score ------------------------
@@ -503,7 +681,7 @@ def against_references(results: pd.DataFrame, metric: str | Sequence[str] = "iou
         frames = [p.frame.reset_index().assign(metric=f"{REGISTRY[m].arrow} {REGISTRY[m].label}")
                   for p, m in zip(parts, metric) if not p.frame.empty]
         frame = pd.concat(frames, ignore_index=True).set_index(["family", "metric"]) if frames else pd.DataFrame()
-        return Table(frame, parts[0].notes if parts else [])
+        return Table(frame, parts[0].notes if parts else [], parts[0].explanations if parts else [])
     m = REGISTRY[metric]
     results = _with_defaults(results)
     if family is not None:
@@ -534,17 +712,18 @@ def against_references(results: pd.DataFrame, metric: str | Sequence[str] = "iou
         fmt = lambda r: "—" if r is None else _fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
         ceil = ceiling.iloc[0] if len(ceiling) else None
         share = (best["mean"] / ceil["mean"] * 100) if ceil is not None and ceil["mean"] else math.nan
-        rows.append({"family": FAMILIES.get(fam, (None, fam))[1], "best explainer": f"{best['method']} ({best['setting']})",
-                     f"{m.arrow} {m.label}": fmt(best), "strongest reference": strongest,
+        rows.append({"family": family_label(fam), "best explainer": f"{best['method']} ({best['setting']})",
+                     "value": fmt(best), "strongest reference": strongest,
                      "its value": fmt(ref_cell.iloc[0]) if len(ref_cell) else "—", "ceiling": fmt(ceil),
                      "% of ceiling": "—" if math.isnan(share) else f"{share:.0f}",
-                     "an explainer beats it (95 %)": verdict})
+                     "an explainer beats it (95 %)": Cell(verdict, best=verdict in ("yes", "no", "equivalent"))})
     frame = pd.DataFrame(rows).set_index("family") if rows else pd.DataFrame()
-    notes = ["Strongest reference: of the trivial reference maps (mean expert map, centred Gaussian, noise, Sobel "
-             "edges), the one with the best mean on this metric; ceiling: the expert map itself at the CAM grid, what "
-             "a perfect explainer at this resolution would score. The verdict compares each explainer at each setting "
-             "with that reference on the same runs (paired), Holm over the comparisons."]
-    return Table(frame, notes)
+    explanations = ["Value: the best explainer's (over settings and methods). Strongest reference: of the trivial "
+                    "reference maps (mean expert map, centred Gaussian, noise, Sobel edges), the one with the best mean "
+                    "on this metric; ceiling: the expert map itself at the CAM grid, what a perfect explainer at this "
+                    "resolution would score. The verdict compares each explainer at each setting with that reference "
+                    "on the same runs (paired), Holm over the comparisons; a decided verdict is in bold."]
+    return Table(frame, [], explanations)
 
 
 def _key_of(results: pd.DataFrame, label: str) -> str:
@@ -576,7 +755,7 @@ def run_health(results: pd.DataFrame):
     if bad.empty:
         return Markdown(f"All {len(runs)} runs learned (validation accuracy above the majority-class rate by more "
                         "than two binomial standard errors, and both classes predicted)." + share)
-    lines = [f"- {FAMILIES.get(r.family, (None, r.family))[1]} · {r.setting} · seed {r.seed}: "
+    lines = [f"- {family_label(r.family)} · {r.setting} · seed {r.seed}: "
              f"test accuracy {r.accuracy:.1f} %" for r in bad.itertuples()]
     return Markdown(f"**{len(bad)} of {len(runs)} runs never learned** ({_RULE}); they inform no verdict, and are "
                     f"marked {FLAG} in the tables and with an X in the figures.{share}\n\n" + "\n".join(lines))
@@ -618,6 +797,8 @@ def verdict_summary(results: pd.DataFrame) -> Table:
     ours, thesis = verdict_counts(judged, "ours"), verdict_counts(judged, "thesis")
     frame = pd.DataFrame({"our runs": {k: ours.get(k, 0) for k in rows},
                           "the thesis's own numbers": {k: thesis.get(k, 0) for k in rows}})
+    apart = [k for k in ("untestable", "n/a") if not frame.loc[k].any()]
+    frame = frame.drop(index=apart)  # a verdict outside the tally that no claim has is not a row
     tallied = sum(ours.get(k, 0) for k in TALLY)
     frame.index.name = f"{len(judged)} claims"
     return Table(frame, [f"Tallied: the {tallied} claims our runs could be judged on; \"untestable\" (cannot be "
@@ -643,7 +824,7 @@ def references_summary(results: pd.DataFrame, metrics: Sequence[str] = ("iou_are
     else:
         part = results[learned.to_numpy()]
     table = against_references(split_families(part, by), list(metrics))
-    return Table(table.frame, note + table.notes)
+    return Table(table.frame, note + table.notes, table.explanations)
 
 
 # -- does a conclusion survive another metric, threshold or slice? -------------------------------
@@ -716,7 +897,7 @@ def ranking_agreement(results: pd.DataFrame, metrics: Sequence[str], *, referenc
                      f"first by {REGISTRY[reference].label}": both.idxmax() if len(both) else "—",
                      f"order agrees with {REGISTRY[reference].label}": verdict if len(v) > 2 else "n/a"})
     frame = pd.DataFrame(rows).set_index("metric") if rows else pd.DataFrame()
-    return Table(frame, [f"Explainers ranked by their mean over runs (learned runs only, where any learned); methods "
+    return Table(frame, [], decimals={"Kendall τ": 2, "p": 3}, explanations=[f"Explainers ranked by their mean over runs (learned runs only, where any learned); methods "
                          f"with another's maps counted once. τ compares each order with {REGISTRY[reference].label}'s."])
 
 
@@ -804,4 +985,4 @@ def slice_conclusions(results: pd.DataFrame, sliced: pd.DataFrame, *, by: str = 
         frame.loc[key, "changes"] = "yes" if (values != values.get("all images")).any() else "no"
     note = (f"Runs that learned (all runs where none did). A slice with few images per run is noisy: read its "
             f"column with the images it holds.")
-    return Table(frame, [note])
+    return Table(frame, [], [note])

@@ -127,14 +127,14 @@ def thesis_notes(family: str, measured: pd.DataFrame | None = None) -> str:
     thesis_share = [c / g for c, g in thesis_iou.values() if g > 0]
     head = (f"**Note on the thesis's CAM column (Table {', '.join(table)}).** The thesis's CAM against its "
             f"Grad-CAM — " + "; ".join(cells) + "."
-            + (f" Its CAM reaches {_span(thesis_share)} of its Grad-CAM's IoU (A)." if thesis_share else "")
-            + " CAM (the thesis's Eq. 3.3, torchcam's and ours) has no ReLU, "
-            "so it is not Grad-CAM up to a positive factor (ReLU(CAM) is, on a ResNet with global average pooling and one "
-            "linear layer): where the class's map goes negative, its min-max scaling and its Otsu foreground "
-            "differ from Grad-CAM's. How far apart they are depends on the model")
-    if measured is None:
-        return head + ("; it is measured on our trained models in 01 · Depth (\"The thesis's CAM column, "
-                       "measured\").")
+            + (f" Its CAM reaches {_span(thesis_share)} of its Grad-CAM's IoU (A)." if thesis_share else ""))
+    if measured is None:  # the why is said once, beside the measurement
+        return head + (" Why CAM is not Grad-CAM up to scale, and how far apart the two are on our trained models: "
+                       "01 · Depth (\"The thesis's CAM column, measured\").")
+    head += (" CAM (the thesis's Eq. 3.3, torchcam's and ours) has no ReLU, "
+             "so it is not Grad-CAM up to a positive factor (ReLU(CAM) is, on a ResNet with global average pooling and "
+             "one linear layer): where the class's map goes negative, its min-max scaling and its Otsu foreground "
+             "differ from Grad-CAM's. How far apart they are depends on the model")
     missing = [c for c in ("family", "setting", "runs", "iou_cam", "iou_gradcam", "iou_cam_other", "overlap",
                            "max_abs_diff", "max_abs_diff_max") if c not in measured.columns]
     if missing:

@@ -282,11 +282,12 @@ class Grid:
         runs = self.runs()
         datas = {r.fingerprint: r.data_root.name for r in runs}  # a data set is its content, not its name
         varies += ["data"] if len(datas) > 1 else []
-        shown = ", ".join(f"{k}={v}" for k, v in same.items() if k not in ("seed", "split_seed", "lr") and v is not None)
+        shown = ", ".join(f"{_words(k)} {_plain(k, v)}" for k, v in same.items()
+                          if k not in ("seed", "split_seed", "lr") and v is not None)
+        seeds = ", ".join(str(s) for s in sorted(set(self.table["seed"])))
         return Markdown(f"**Runs:** {len(set(r.run_id for r in runs))} distinct ({len(self.table)} grid rows), "
-                        f"seeds {sorted(set(self.table['seed']))}; data "
-                        f"{', '.join(f'`{d}`' for d in datas.values()) or None}.  \n"
-                        f"**Shared settings:** {shown}.  \n**Varied:** {', '.join(varies) or 'nothing'}.")
+                        f"seeds {seeds}; data {', '.join(datas.values()) or 'none'}.  \n"
+                        f"**Shared settings:** {shown}.  \n**Varied:** {', '.join(map(_words, varies)) or 'nothing'}.")
 
     def _with_runs(self) -> pd.DataFrame:
         out = self.table.copy()
@@ -294,6 +295,26 @@ class Grid:
         out["run"] = runs
         out["run_id"] = [r.run_id for r in runs]
         return out
+
+
+def _words(key: str) -> str:
+    """A config key as words ("input_size" -> "input size")."""
+    return str(key).replace("_", " ")
+
+
+def _plain(key: str, value: Any) -> str:
+    """A config value as a reader reads it: lists joined, methods by their labels, no Python reprs."""
+    if key == "methods":
+        from thesislib.tables import method_label
+
+        return ", ".join(method_label(m) for m in value)
+    if isinstance(value, (list, tuple)):
+        return " / ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        from thesislib.labels import yes_no
+
+        return yes_no(value)
+    return str(value)
 
 
 def grid(base: dict[str, Any], experiments: dict[str, list[dict[str, Any]]], seeds: list[int], *,
