@@ -1,7 +1,8 @@
 """The smoke report in a real browser: headless Chromium, driven over its DevTools protocol.
 
-Every image decodes, every link of the table of contents reaches its section, the console shows
-no error, and the page asks for nothing but itself: no network. The protocol runs over
+Every image decodes and has an alt text of its own (its figure's number and caption), every id is
+unique, every link of the table of contents reaches its section and every heading's permalink its
+heading, the console shows no error, and the page asks for nothing but itself: no network. The protocol runs over
 --remote-debugging-pipe (file descriptors 3 and 4), so no client package is needed. Without
 Chromium or a smoke report the test is skipped; under CI=true it fails instead.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -153,8 +155,23 @@ class DevTools:
 
 IMAGES_JS = """
 Promise.all(Array.from(document.images).map(img => img.decode().then(
-  () => ({src: img.src.slice(0, 60), width: img.naturalWidth, error: null}),
-  err => ({src: img.src.slice(0, 60), width: img.naturalWidth, error: String(err)}))))
+  () => ({src: img.src.slice(0, 60), width: img.naturalWidth, alt: img.alt, error: null}),
+  err => ({src: img.src.slice(0, 60), width: img.naturalWidth, alt: img.alt, error: String(err)}))))
+"""
+
+# Ids that more than one element carries, and headings' permalinks that lead elsewhere.
+IDS_JS = """
+(() => {
+  const seen = {};
+  for (const el of document.querySelectorAll('[id]')) seen[el.id] = (seen[el.id] || 0) + 1;
+  const repeated = Object.keys(seen).filter(id => seen[id] > 1);
+  const astray = Array.from(document.querySelectorAll('h1 a.anchor-link, h2 a.anchor-link, h3 a.anchor-link, '
+      + 'h4 a.anchor-link')).filter(a => {
+        const id = a.getAttribute('href').slice(1);  // as the browser: the id as written, else decoded
+        return (document.getElementById(id) || document.getElementById(decodeURIComponent(id))) !== a.parentElement;
+      }).map(a => a.getAttribute('href'));
+  return {repeated, astray, permalinks: document.querySelectorAll('a.anchor-link').length};
+})()
 """
 
 # Each contents link is clicked; afterwards its anchor must sit at the top of the window (or the
@@ -208,12 +225,21 @@ def test_the_report_renders_offline_in_chromium(chromium, smoke_report, tmp_path
         images = dt.evaluate(s, IMAGES_JS)
         contents = dt.evaluate(s, CONTENTS_JS)
         dangling = dt.evaluate(s, DANGLING_JS)
+        ids = dt.evaluate(s, IDS_JS)
         dt.evaluate(s, "new Promise(resolve => setTimeout(resolve, 300))")  # late requests and messages
         events = list(dt.events)
 
     assert images, "the report shows no image"
     broken = [i for i in images if i["error"] or not i["width"] > 0]
     assert not broken, f"{len(broken)} of {len(images)} images do not decode: {broken[:3]}"
+    default = "No description has been provided for this image"  # nbconvert's alt for a plain output image
+    no_alt = [i for i in images if not i["alt"].strip() or i["alt"] == default]
+    assert not no_alt, f"{len(no_alt)} of {len(images)} images without an alt text of their own: {no_alt[:3]}"
+    numbers = [re.match(r"Figure (\d+)\b", i["alt"]) for i in images]
+    assert [int(m.group(1)) if m else None for m in numbers] == list(range(1, len(images) + 1)), \
+        [i["alt"][:40] for i in images]
+    assert not ids["repeated"], f"ids on more than one element: {ids['repeated'][:5]}"
+    assert ids["permalinks"] and not ids["astray"], f"headings' permalinks that lead elsewhere: {ids['astray'][:5]}"
 
     assert [c["href"] for c in contents] == [f"#sec-{name}" for name in _sections()], contents
     for c in contents:

@@ -42,7 +42,7 @@ def test_mean_maps_share_one_colour_scale_and_put_the_expert_first():
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 3
     assert {im.get_clim() for im in images} == {(0, float(max(m.max() for m in maps.values())))}
-    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    titles = [ax.get_title().replace("\n", " ") for ax in fig.axes if ax.images]
     assert titles == ["Expert (mean)", "GC", "Ceiling (expert map at CAM grid)"]
     with pytest.raises(ValueError, match="maps"):
         figures.mean_maps({})
@@ -55,7 +55,7 @@ def test_method_bars_grey_references_after_explainers():
                                                             "Ceiling (expert map at CAM grid)"]
     bars = sorted(ax.patches, key=lambda p: p.get_y())
     colours = [mcolors.to_rgb(p.get_facecolor()) for p in bars]
-    assert all(np.allclose(c, mcolors.to_rgb("tab:blue")) for c in colours[:2])
+    assert [tuple(c) for c in colours[:2]] == [figures.METHOD_COLOURS[m] for m in ("Grad-CAM", "CAM")]
     assert all(c[0] == c[1] == c[2] for c in colours[2:])  # grey
     assert fig.axes[1].get_xlabel() == "↓ AD (%)" and ax.get_xlabel() == "↑ IoU (A) (%)"
 
@@ -99,3 +99,112 @@ def test_randomisation_shows_every_measure_and_both_thresholds():
                                                      "HOG similarity with the original map"]
     dashed = sorted(round(line.get_ydata()[0], 3) for line in fig.axes[0].get_lines() if line.get_linestyle() == "--")
     assert dashed == [-sanity.FLAG_SPEARMAN, sanity.FLAG_SPEARMAN]
+
+
+def _bar_colours(fig) -> dict[str, tuple]:
+    """Method label -> bar colour of a horizontal bar plot (one bar per label)."""
+    ax = fig.axes[0]
+    bars = sorted(ax.patches, key=lambda p: p.get_y())
+    return {t.get_text(): mcolors.to_rgb(p.get_facecolor()) for t, p in zip(ax.get_yticklabels(), bars)}
+
+
+def _point_colours(fig) -> dict[str, tuple]:
+    """Method label -> colour of its entry in the (only) legend of a point plot."""
+    legend = next(ax.get_legend() for ax in fig.axes if ax.get_legend())
+    return {t.get_text(): mcolors.to_rgb(h.get_color()) for t, h in zip(legend.get_texts(), legend.legend_handles)
+            if hasattr(h, "get_color")}
+
+
+def test_a_method_has_one_colour_in_every_figure():
+    some = _results()
+    other = some.assign(method_label=some["method_label"].replace({"CAM": "Score-CAM"}))  # Grad-CAM's rank differs
+    other = pd.concat([other[other["method_label"] == "Score-CAM"], other[other["method_label"] != "Score-CAM"]])
+    first = _point_colours(figures.by_setting(some, "iou_area"))
+    second = _point_colours(figures.by_setting(other, "iou_area"))
+    bars = _bar_colours(figures.method_bars(other, ["iou_area"]))
+    for label in ("Grad-CAM", "Prior (mean expert map)"):
+        assert first[label] == second[label] == bars[label] == figures.METHOD_COLOURS[label], label
+    assert first["CAM"] != first["Grad-CAM"] and second["Score-CAM"] != second["Grad-CAM"]
+    # every explainer its own colour, none of them a grey
+    explainers = [c for lab, c in figures.METHOD_COLOURS.items() if not lab.startswith(tuple(_REFERENCE_STARTS))]
+    assert len(set(explainers)) == len(explainers) and not any(c[0] == c[1] == c[2] for c in explainers)
+    with pytest.raises(ValueError, match="unknown 'Nope'"):
+        figures.method_palette(["Grad-CAM", "Nope"])
+
+
+_REFERENCE_STARTS = ("Prior", "Ceiling", "Centred", "Sobel", "Pixel noise", "Noise at")
+
+
+def test_legends_sit_outside_the_data_area():
+    for fig in (figures.by_setting(_results(learned=False), "iou_area"),
+                figures.scatter(_results().drop_duplicates(["setting", "seed"]), "accuracy", {"iou_area": "IoU"})):
+        fig.canvas.draw()
+        ax = next(ax for ax in fig.axes if ax.get_legend())
+        box, data = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert box.x0 >= data.x1, "the legend overlaps the axes"
+
+
+def test_every_figure_carries_a_caption_with_its_n_and_error_bars():
+    hist = pd.DataFrame(dict(epoch=[1, 2, 1, 2], setting=["p"] * 4, seed=[0, 0, 1, 1], train_loss=[1.0, 0.8, 1.1, 0.7],
+                             val_loss=[1.2, 1.0, 1.1, 1.0], val_acc=[0.5, 0.6, 0.55, 0.65]))
+    images = pd.DataFrame(dict(method_label=["CAM", "Grad-CAM"] * 4, run_id=["r0"] * 4 + ["r1"] * 4,
+                               image=[0, 0, 1, 1] * 2, seconds=[0.002, 0.01, 0.003, 0.012] * 2))
+    made = {
+        "by_setting": figures.by_setting(_results(), "iou_area", title="IoU (A) by depth"),
+        "method_bars": figures.method_bars(_results(), ["iou_area"]),
+        "curves": figures.curves(hist, {"val_acc": "accuracy (%)"}, hue="setting"),
+        "loss_curves": figures.loss_curves(hist),
+        "timing": figures.timing(images),
+    }
+    for name, fig in made.items():
+        caption = figures.caption_of(fig)
+        assert caption and ("n = 4 runs" if name == "method_bars" else "n = 2 ") in caption, (name, caption)
+        assert "standard deviation" in caption, (name, caption)  # what the error bars are
+        assert fig._repr_mimebundle_() == ({}, {figures.CAPTION_KEY: {"caption": caption}})  # what IPython shows
+    assert "n = 2 seeds per setting" in figures.caption_of(made["by_setting"])
+    assert "n = 2 runs per method, n = 2 images per run" in figures.caption_of(made["timing"])
+
+
+def test_timing_is_in_milliseconds_like_the_method_table():
+    images = pd.DataFrame(dict(method_label=["CAM", "Grad-CAM"], run_id=["r0", "r0"], image=[0, 0],
+                               seconds=[0.002, 0.01]))
+    fig = figures.timing(images)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("ms per image")
+    widths = sorted(round(p.get_width(), 6) for p in ax.patches)
+    assert widths == [2.0, 10.0]
+
+
+def test_mean_map_titles_do_not_collide():
+    from thesislib.explain import LABELS
+    from thesislib.references import LABELS as REF_LABELS
+
+    names = ["expert", "scorecam-paper", "gradcam++", "ceiling", "noise", "random", "prior", "gaussian"]
+    fig = figures.mean_maps({k: torch.rand(16, 16) for k in names})
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    shown = [ax for ax in fig.axes if ax.images]
+    titles = [ax.title.get_window_extent(renderer) for ax in shown]
+    panels = [ax.get_window_extent(renderer) for ax in shown]
+    for i, t in enumerate(titles):
+        for j, other in enumerate(titles):
+            assert i == j or not t.overlaps(other), (shown[i].get_title(), shown[j].get_title())
+        for j, panel in enumerate(panels):
+            assert not t.overlaps(panel), (shown[i].get_title(), j)
+    assert {ax.get_title().replace("\n", " ") for ax in shown} >= {LABELS["scorecam-paper"], REF_LABELS["noise"]}
+
+
+def test_the_gallery_has_a_colour_bar_and_each_panel_its_prediction(split, tiny_model):
+    model = tiny_model()
+    rows = figures.pick_rows(split.test, 2)
+    fig = figures.gallery({"tiny": model}, split.test, ["gradcam", "cam"], rows)
+    bars = [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+    assert len(bars) == 1 and bars[0].get_ylim() == (0.0, 1.0)
+    x, _, _ = split.test.batch(torch.as_tensor(rows))
+    with torch.no_grad():
+        conf, pred = torch.softmax(model(x), 1).max(1)
+    panels = [ax for ax in fig.axes if ax not in bars]
+    said = sorted(ax.get_xlabel() for ax in panels if ax.get_xlabel())
+    expected = sorted(f"pred. {figures._class_name(int(p))} {100 * float(c):.0f} %" for p, c in zip(pred, conf)) * 2
+    assert said == sorted(expected)
+    assert "confidence" in figures.caption_of(fig) and f"n = {len(rows)} test images" in figures.caption_of(fig)

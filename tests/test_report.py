@@ -1,5 +1,8 @@
 """The HTML report: built from the smoke params (by `make test`, or here if it was not)."""
 
+import base64
+import collections
+import io
 import os
 import re
 import subprocess
@@ -10,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from thesislib.report import build_report
+from thesislib.report import build_report, stitch
 
 ROOT = Path(__file__).resolve().parents[1]
 from thesislib.study import NOTEBOOKS as SECTIONS  # noqa: E402  every notebook is a section
@@ -76,6 +79,124 @@ def test_reference_rows_and_the_ceiling_stand_beside_the_explainers(html):
                   "Pixel noise (uniform)", "Noise at CAM grid (uniform)"):
         assert label in html, label
     assert "strongest reference" in html and "% of ceiling" in html
+
+
+DEFAULT_ALT = "No description has been provided for this image"
+
+
+class Page(HTMLParser):
+    """What the report's tests read of a page: ids, images' alt texts, figure captions, in-page
+    links and headings, each with the section (`sec-<notebook>` anchor) it stands in."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.ids, self.alts, self.captions, self.links, self.headings = [], [], [], [], []
+        self.section, self._caption, self._heading = "report", None, None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+            if attrs["id"].startswith("sec-"):
+                self.section = attrs["id"][4:]
+        if tag == "img":
+            self.alts.append(attrs.get("alt"))
+        elif tag == "figcaption":
+            self._caption = ""
+        elif re.fullmatch(r"h[1-6]", tag) and "id" in attrs:
+            self._heading = attrs["id"]
+            self.headings.append((attrs["id"], self.section))
+        elif tag == "a" and (attrs.get("href") or "").startswith("#"):
+            self.links.append((attrs["href"][1:], self.section, self._heading, attrs.get("class")))
+
+    def handle_endtag(self, tag):
+        if tag == "figcaption":
+            self.captions.append(self._caption.strip())
+            self._caption = None
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._heading = None
+
+    def handle_data(self, data):
+        if self._caption is not None:
+            self._caption += data
+
+
+def check_figures_and_ids(page: Page) -> None:
+    """Every image a numbered figure (1..N in order) with a real alt text; every id unique; every
+    in-page link lands on an id, a heading's permalink on its own heading, a link to a repeated
+    heading on the one of its own section."""
+    assert page.alts, "no image"
+    assert all(alt and alt.strip() and alt != DEFAULT_ALT for alt in page.alts), page.alts
+    numbers = [int(m.group(1)) for c in page.captions if (m := re.match(r"Figure (\d+)\.", c))]
+    assert numbers == list(range(1, len(page.alts) + 1)), page.captions
+    assert all(alt.startswith(f"Figure {n}") for n, alt in zip(numbers, page.alts)), page.alts
+    repeated = [i for i, k in collections.Counter(page.ids).items() if k > 1]
+    assert not repeated, f"ids repeat: {repeated[:5]}"
+    headings = dict(page.headings)  # id -> the section it stands in
+    for target, section, heading, cls in page.links:
+        assert target in page.ids, f"link to #{target} in {section}: no such id"
+        if cls == "anchor-link":
+            assert target == heading, f"the permalink of {heading} points at {target}"
+        elif target in headings and headings[target] != section:
+            base = target.removeprefix(f"{headings[target]}-")
+            assert f"{section}-{base}" not in headings, f"a link in {section} leaves for {target}"
+
+
+def _png() -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_stitch_numbers_the_figures_and_keeps_every_id_unique(tmp_path):
+    from thesislib.figures import CAPTION_KEY
+
+    png = _png()
+
+    def figure(caption=None):
+        return nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"},
+                                      metadata={CAPTION_KEY: {"caption": caption}} if caption else {})
+
+    outcomes = []
+    for name, captions in (("01_depth", ["Depth: n = 3 seeds.", None]), ("02_optimisation", ["Epochs."])):
+        cell = nbformat.v4.new_code_cell("figures.by_setting(...)")
+        cell.outputs = [figure(c) for c in captions]
+        nb = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_markdown_cell(f"# {name}\n\n## Against a trivial answer\n\n"
+                                          "See [the comparison](#Against-a-trivial-answer)."), cell])
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+        outcomes.append(dict(name=name, ok=True, failure=None, seconds=1.0, path=tmp_path / f"{name}.ipynb"))
+    html = stitch(outcomes, dict(params="p", data="d", commit="c", date="today", machine="m", wall=1.0))
+    page = Page(html)
+    check_figures_and_ids(page)
+    assert page.captions == ["Figure 1. Depth: n = 3 seeds.", "Figure 2.", "Figure 3. Epochs."]
+    assert page.alts == ["Figure 1. Depth: n = 3 seeds.", "Figure 2 of section 01 · Depth (RQ1)", "Figure 3. Epochs."]
+    assert [h for h, _ in page.headings if "trivial" in h] == ["01_depth-Against-a-trivial-answer",
+                                                               "02_optimisation-Against-a-trivial-answer"]
+    text_links = [(target, section) for target, section, _, cls in page.links
+                  if cls != "anchor-link" and "trivial" in target]
+    assert text_links == [("01_depth-Against-a-trivial-answer", "01_depth"),
+                          ("02_optimisation-Against-a-trivial-answer", "02_optimisation")]
+
+
+def test_every_figure_is_numbered_with_a_caption_and_every_id_is_unique(html):
+    page = Page(html)
+    check_figures_and_ids(page)
+    assert len(page.alts) >= 15
+    # each caption says what it shows, beyond its number (figures.py attaches one to every figure)
+    assert all(len(c.split(".", 1)[1].strip()) > 20 for c in page.captions), page.captions
+    assert sum("standard deviation" in c or "interquartile" in c or "95 %" in c for c in page.captions) >= 8
+    for section in ("01_depth", "09_shortcut"):  # the heading every study notebook shares, once per section
+        assert f"{section}-Against-a-trivial-and-the-best-possible-answer" in page.ids
 
 
 def test_figures_are_embedded_and_nothing_is_fetched(html):

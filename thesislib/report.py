@@ -8,8 +8,11 @@ params (`apply_sets`); `params_for` gives one notebook's params as they run (`th
 It then writes one HTML page: a header (params set, data, git commit and whether the tree was
 dirty, the command, package versions, date, machine, wall time), a table of contents linking each
 section's executed notebook and params file, and every notebook's text, tables and figures,
-without code. A notebook that fails is named in the report with the failing cell and error; its
-executed notebook is kept.
+without code. Figures are numbered through the report, each with its caption (carried in the
+figure's display metadata, `thesislib.figures`) beneath it and as its alt text; a heading whose
+id repeats across sections gets its section's name as a prefix, so every id is unique. A
+notebook that fails is named in the report with the failing cell and error; its executed notebook
+is kept.
 Each notebook's last cell records its key numbers (`record`, `key_numbers`) as
 <notebook>.results.json beside its executed notebook, for the tests to check.
 """
@@ -42,7 +45,7 @@ from thesislib.study.config import ConfigError
 from thesislib.study.grids import NOTEBOOKS, load_params
 
 __all__ = ["build_report", "execute", "check_params", "params_for", "apply_sets", "parse_set", "stitch", "KERNEL_NAME",
-           "record", "key_numbers", "RESULTS_ENV"]
+           "record", "key_numbers", "RESULTS_ENV", "unique_heading_ids"]
 
 KERNEL_NAME = "thesislib-current-env"
 TITLES = {
@@ -563,6 +566,7 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
     from nbconvert import HTMLExporter
 
     links_from = Path(links_from) if links_from is not None else None
+    numbered = 0  # figures so far
     book = nbformat.v4.new_notebook()
     book.metadata["title"] = "thesislib report"
     per_nb = "".join(f"<tr><td><a href='#{_anchor(o['name'])}'>{TITLES.get(o['name'], o['name'])}</a></td>"
@@ -606,6 +610,7 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
                     _drop_repeated_notes(x, said)
                 if not cell.outputs:
                     continue
+                numbered = _number_figures(cell.outputs, numbered, TITLES.get(o["name"], o["name"]))
             book.cells.append(cell)
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, embed_images=True)
@@ -613,6 +618,7 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
     # offline: drop scripts and stylesheets fetched from the network (require.js, MathJax)
     body = re.sub(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", "", body)
     body = re.sub(r"<link[^>]*\shref=[\"']https?://[^>]*>", "", body)
+    body = unique_heading_ids(body)
     return body.replace("</head>", f"<style>{STYLE}</style>\n</head>", 1)
 
 
@@ -621,7 +627,9 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
 STYLE = (".jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th {white-space: normal;} "
          ".jp-RenderedHTMLCommon .num {white-space: nowrap;} "
          ".jp-OutputArea-output {overflow-x: auto;} "
-         ".jp-RenderedHTMLCommon p.note {margin-top: 0.2em;}")
+         ".jp-RenderedHTMLCommon p.note {margin-top: 0.2em;} "
+         "figure.report-figure {margin: 0 0 1em 0;} "
+         "figure.report-figure figcaption {max-width: 60em; font-size: 0.9em; color: #333;}")
 _NOTE = re.compile(r'<p class="note">.*?</p>\s*', re.S)
 
 
@@ -643,6 +651,87 @@ def _drop_repeated_notes(output: dict, said: set[str]) -> None:
             return m.group(0)
 
         data[mime] = _NOTE.sub(once, text)
+
+
+def _number_figures(outputs: list, before: int, section: str) -> int:
+    """Turn each PNG output into a numbered figure: the image, its caption beneath, the caption as alt.
+
+    The caption is the one `thesislib.figures` attached to the figure (display metadata
+    figures.CAPTION_KEY); a figure without one still gets its number, and an alt text naming it.
+
+    Args:
+        outputs: a code cell's outputs, changed in place.
+        before: figures numbered before this cell.
+        section: the section's title, for the alt text of a figure without a caption.
+
+    Returns:
+        The number of figures up to and including this cell's.
+    """
+    from thesislib.figures import CAPTION_KEY
+
+    n = before
+    for out in outputs:
+        png = out.get("data", {}).get("image/png") if out.get("output_type") in ("display_data", "execute_result") \
+            else None
+        if not png:
+            continue
+        n += 1
+        caption = (out.get("metadata", {}).get(CAPTION_KEY) or {}).get("caption") or ""
+        alt = f"Figure {n}. {caption}" if caption else f"Figure {n} of section {section}"
+        out["data"] = {"text/html": (
+            f"<figure class='report-figure' id='figure-{n}'><img src='data:image/png;base64,{''.join(png.split())}' "
+            f"alt='{_esc(alt)}'><figcaption><b>Figure {n}.</b> {_esc(caption)}</figcaption></figure>")}
+        out["metadata"] = {}
+    return n
+
+
+_HEADING = re.compile(r"<h([1-6])([^>]*?)\sid=\"([^\"]+)\"([^>]*)>")
+_ID = re.compile(r"\sid=(?:\"([^\"]*)\"|'([^']*)')")
+_SECTION = re.compile(r"\sid=[\"']sec-([^\"']+)[\"']")
+
+
+def unique_heading_ids(body: str) -> str:
+    """`body` with every heading id that occurs more than once renamed "<section>-<id>".
+
+    The section is the one the heading stands in (the latest `sec-<notebook>` anchor before it,
+    "report" before any); a number is appended where that still repeats. Each heading's permalink
+    follows its id, and an in-page link to a renamed id goes to the heading of its own section
+    (the first of them where its section has none).
+    """
+    import collections
+
+    counts = collections.Counter(a or b for a, b in _ID.findall(body))
+    sections = [(m.start(), m.group(1)) for m in _SECTION.finditer(body)]
+
+    def section_at(pos: int) -> str:
+        return next((name for start, name in reversed(sections) if start < pos), "report")
+
+    taken, renamed = set(counts), collections.defaultdict(dict)  # old id -> {section: new id}
+    out, last = [], 0
+    for m in _HEADING.finditer(body):
+        old = m.group(3)
+        if counts[old] < 2:
+            continue
+        section = section_at(m.start())
+        new, k = f"{section}-{old}", 2
+        while new in taken:
+            new, k = f"{section}-{old}-{k}", k + 1
+        taken.add(new)
+        renamed[old].setdefault(section, new)
+        out.append(body[last:m.start()] + f'<h{m.group(1)}{m.group(2)} id="{new}"{m.group(4)}>')
+        last = m.end()
+    body = "".join(out) + body[last:]
+
+    sections = [(m.start(), m.group(1)) for m in _SECTION.finditer(body)]  # where they are now
+
+    def relink(m: re.Match) -> str:
+        quote, old = ('"', m.group(1)) if m.group(1) is not None else ("'", m.group(2))
+        if old not in renamed:
+            return m.group(0)
+        targets = renamed[old]
+        return f"href={quote}#{targets.get(section_at(m.start()), next(iter(targets.values())))}{quote}"
+
+    return re.sub(r"href=(?:\"#([^\"]+)\"|'#([^']+)')", relink, body) if renamed else body
 
 
 def _esc(text: str) -> str:
