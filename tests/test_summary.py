@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from thesislib import summary as S
+from thesislib.claims import TALLY
 from thesislib.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def test_every_number_of_the_first_look_is_in_the_smoke_report_outside_its_summa
     for value in (f"{d['prior']:.1f} ", f"{d['ceiling']:.1f} ", f"{d['best']['mean']:.1f} ± {d['best']['std']:.1f}"):
         assert value in depth, value
     v = facts["verdicts"]
-    tallied = sum(v["ours"].get(k, 0) for k in ("agrees", "disagrees", "equivalent", "inconclusive", "did not learn"))
+    tallied = sum(v["ours"].get(k, 0) for k in TALLY)
     assert f"{v['claims']} claims" in study and f"Tallied: the {tallied} claims" in study
     row = " ".join(f"{k} {v['ours'].get(k, 0)} {v['thesis'].get(k, 0)}" for k in ("agrees", "disagrees"))
     assert row in study, row
@@ -139,3 +140,12 @@ def smoke_report():
     if not given or not Path(given).is_file():
         pytest.skip(f"no smoke report: THESISLIB_SMOKE_REPORT is {given!r} (make test builds one)")
     return Path(given)
+
+
+def test_verdict_facts_count_the_judged_claims_for_both_sides():
+    judged = pd.DataFrame(dict(verdict=["agrees", "inconclusive", "n/a", "did not learn"],
+                               thesis=["yes", "inconclusive", "yes", None]))
+    f = S.verdict_facts(judged)
+    assert f["claims"] == 4
+    assert f["ours"] == {"agrees": 1, "disagrees": 0, "equivalent": 0, "inconclusive": 1, "did not learn": 1, "n/a": 1}
+    assert f["thesis"]["agrees"] == 2 and f["thesis"]["inconclusive"] == 1

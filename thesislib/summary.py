@@ -18,16 +18,16 @@ from typing import Any
 import pandas as pd
 
 from thesislib.atomic import atomic_write_text
+from thesislib.claims import TALLY, verdict_counts
 
 __all__ = ["SUMMARY_FILE", "FIRST_LOOK_BEGIN", "FIRST_LOOK_END", "run_counts", "read_records", "facts",
-           "at_a_glance", "first_look", "learned_sentence", "readme_block", "write_readme"]
+           "at_a_glance", "first_look", "learned_sentence", "verdict_facts", "readme_block", "write_readme"]
 
 SUMMARY_FILE = "summary.json"
 DEFAULT_PARAMS = "params/default"
 FIRST_LOOK_BEGIN = ("<!-- first-look: written by `thesislib readme` from the default report's summary.json "
                     "(kept in docs/first-look.json); edit the code in thesislib/summary.py, not this text -->")
 FIRST_LOOK_END = "<!-- /first-look -->"
-_TALLY = ("agrees", "disagrees", "equivalent", "inconclusive", "did not learn")
 
 
 def run_counts(results: pd.DataFrame) -> dict[str, int]:
@@ -40,6 +40,12 @@ def run_counts(results: pd.DataFrame) -> dict[str, int]:
     shuffled = runs["family"].eq("shuffled_labels")
     return dict(runs=int(len(runs)), not_learned=int((~learned).sum()), shuffled=int(shuffled.sum()),
                 shuffled_not_learned=int((shuffled & ~learned).sum()))
+
+
+def verdict_facts(judged: pd.DataFrame) -> dict[str, Any]:
+    """What the summary states of a `claims.judge_all` table: the claims and the verdict counts of
+    our runs and of the thesis's own numbers (`claims.verdict_counts`)."""
+    return dict(claims=len(judged), ours=verdict_counts(judged, "ours"), thesis=verdict_counts(judged, "thesis"))
 
 
 def _learned_text(r: dict[str, int]) -> str:
@@ -108,8 +114,8 @@ def _sentences(f: dict[str, Any]) -> list[str]:
     v = f.get("verdicts")
     if v:
         ours, thesis = v["ours"], v["thesis"]
-        tallied = sum(ours.get(k, 0) for k in _TALLY)
-        parts = ", ".join(f"{ours.get(k, 0)} {k}" for k in _TALLY)
+        tallied = sum(ours.get(k, 0) for k in TALLY)
+        parts = ", ".join(f"{ours.get(k, 0)} {k}" for k in TALLY)
         apart = " and ".join(f"{ours[k]} {k}" for k in ("untestable", "n/a") if ours.get(k))
         out.append(f"Of the {v['claims']} claims of the thesis judged in the report, our runs could be judged on "
                    f"{tallied}: {parts}" + (f" ({apart} stand apart)" if apart else "") + ". "
