@@ -786,13 +786,13 @@ def conventions_table(ours: pd.DataFrame, family: str | Sequence[str] = "depth",
                  [f"Means over the settings of {', '.join(FAMILIES[f][1] for f in fams)}, in %."])
 
 
-def verdict_summary(results: pd.DataFrame) -> Table:
+def verdict_summary(results: pd.DataFrame, judged: pd.DataFrame | None = None) -> Table:
     """Counts of every claim's verdict in the report (family claims, RQ3's method claims, RQ6's
     correlation claims), for our runs and for the thesis's own numbers; "untestable" and "n/a"
-    are counted apart from the tally."""
+    are counted apart from the tally. `judged`: `claims.judge_all(results)` where the caller has it."""
     from thesislib.claims import TALLY, judge_all, verdict_counts
 
-    judged = judge_all(results)
+    judged = judge_all(results) if judged is None else judged
     rows = list(TALLY) + ["untestable", "n/a"]
     ours, thesis = verdict_counts(judged, "ours"), verdict_counts(judged, "thesis")
     frame = pd.DataFrame({"our runs": {k: ours.get(k, 0) for k in rows},
