@@ -237,3 +237,32 @@ def test_the_test_gate_holds_a_run_after_its_checkpoint_and_changes_no_number(sp
     a, b = (torch.load(tmp_path / d / "best.pt", weights_only=True) for d in ("held", "free"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert sorted(p.name for p in gate.folder.iterdir()) == ["held.epoch1", "held.epoch2"]  # nothing from the free run
+
+
+def test_warmup_raises_the_learning_rate_linearly_and_resumes_mid_warmup(split, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    seen = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *a, **kw):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    per_epoch = -(-len(split.train) // 16)
+    warm = per_epoch + 3  # ends inside the second epoch
+    train(_fresh(), split.train, split.val, epochs=2, batch_size=16, lr=1e-3, warmup_steps=warm, progress=False)
+    assert seen == pytest.approx([1e-3 * min(1.0, s / warm) for s in range(1, 2 * per_epoch + 1)])
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    straight = train(_fresh(), split.train, split.val, epochs=2, batch_size=16, seed=3, warmup_steps=warm,
+                     checkpoint_dir=tmp_path / "a", progress=False)
+    train(_fresh(), split.train, split.val, epochs=1, batch_size=16, seed=3, warmup_steps=warm,
+          checkpoint_dir=tmp_path / "b", progress=False)  # "killed" after one epoch, inside the warm-up
+    resumed = train(_fresh(), split.train, split.val, epochs=2, batch_size=16, seed=3, warmup_steps=warm,
+                    checkpoint_dir=tmp_path / "b", progress=False)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed) == strip(straight)
+    plain = train(_fresh(), split.train, split.val, epochs=1, batch_size=16, seed=3, progress=False)
+    assert strip(plain)[0] != strip(straight)[0]
+    with pytest.raises(ValueError, match="warmup_steps"):
+        train(_fresh(), split.train, split.val, epochs=1, batch_size=16, warmup_steps=-1, progress=False)

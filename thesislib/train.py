@@ -215,7 +215,7 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
           device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
           on_epoch: Callable[[int, nn.Module], dict] | None = None, progress: bool = True,
           amp: str | None = None, compile: bool = False, optimizer: str = "adam",
-          shuffle_labels: bool = False, keep: str | None = None) -> list[dict]:
+          shuffle_labels: bool = False, keep: str | None = None, warmup_steps: int = 0) -> list[dict]:
     """Train `model` in place and leave it holding the weights `keep` picks: by default those of
     the epoch with the lowest validation loss, and the last epoch's for shuffled labels.
 
@@ -224,6 +224,8 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
             initial weights).
         train_set, val_set: the splits; `train_set` augments.
         epochs, batch_size, lr: the schedule.
+        warmup_steps: over the first this many optimiser steps the learning rate rises linearly,
+            lr * s / warmup_steps at step s = 1, 2, ...; 0 (default): lr from the first step.
         penalty, penalty_lambda: "none" | "l1" | "l2" and its weight, added to the loss.
         seed: seeds the batch order and the random augmentations, dropout and PRECODE noise.
         device: default CUDA when present, else CPU.
@@ -255,6 +257,8 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
         raise ValueError(f"epochs and batch_size: expected positive integers, found {epochs!r} and {batch_size!r}")
     if amp is not None and amp not in AMP:
         raise ValueError(f"amp: expected one of {', '.join(AMP)} or None, found {amp!r}")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps: expected an integer >= 0, found {warmup_steps!r}")
     if keep is None:
         keep = "last" if shuffle_labels else "best"
     if keep not in KEEP:
@@ -290,6 +294,8 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
     if progress:
         from tqdm import tqdm
         bar = tqdm(bar, desc="train", unit="epoch", initial=start, total=epochs, leave=False)
+    steps_per_epoch = -(-len(train_set) // batch_size)
+    step = start * steps_per_epoch  # optimiser steps taken (a resumed run continues its warm-up)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -310,6 +316,10 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
                     loss = loss + model.precode_loss()
             optim.zero_grad(set_to_none=True)
             loss.backward()
+            step += 1
+            if warmup_steps and step <= warmup_steps + 1:
+                for group in optim.param_groups:
+                    group["lr"] = lr * min(1.0, step / warmup_steps)
             optim.step()
             n = len(y)
             total += loss.detach().float() * n

@@ -66,6 +66,7 @@ class RunConfig:
     epochs: int = 100
     batch_size: int = 256
     lr: float = 1e-3
+    warmup_steps: int = 0  # the learning rate rises linearly from lr/warmup_steps to lr over these optimiser steps
     optimizer: str = "adam"  # adam | sgd (momentum 0.9) | rmsprop
     seed: int = 0
     shuffle_labels: bool = False  # train on a seeded permutation of the training labels (data randomisation)
@@ -139,6 +140,8 @@ class RunConfig:
             del out["optimizer"]
         if self.train_fraction == 1.0:
             del out["train_fraction"]
+        if not self.warmup_steps:
+            del out["warmup_steps"]
         if not self.skip_corrupt:
             del out["skip_corrupt"]
         if not self.shuffle_labels:
@@ -235,6 +238,7 @@ class RunConfig:
         integer("epochs", 1)
         integer("batch_size", 1)
         number("lr", 1e-8, 10)
+        integer("warmup_steps", 0)
         choice("optimizer", OPTIMIZERS)
         integer("seed", 0)
         integer("track_every", 0)
@@ -274,7 +278,7 @@ class RunConfig:
 
 
 TRAINING = ("input_size", "split", "split_seed", "depth", "width", "stem", "norm", "groups", "dropout",
-            "precode_k", "precode_beta", "penalty", "penalty_lambda", "epochs", "batch_size", "lr", "seed",
+            "precode_k", "precode_beta", "penalty", "penalty_lambda", "epochs", "batch_size", "lr", "warmup_steps", "seed",
             "track_every", "track_method", "track_images", "optimizer", "train_fraction", "skip_corrupt", "shuffle_labels")
 EVALUATION = ("methods", "references", "eval_split", "target", "eval_images", "deletion_steps", "layer",
               "road_percentiles", "threshold_free")

@@ -321,7 +321,7 @@ def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | N
                 model = create_model(cfg.model_name, **cfg.model_kwargs())
                 init_sha256 = init_fingerprint(model)
                 history = train(model, split.train, split.val, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                lr=cfg.lr, optimizer=cfg.optimizer, penalty=cfg.penalty,
+                                lr=cfg.lr, warmup_steps=cfg.warmup_steps, optimizer=cfg.optimizer, penalty=cfg.penalty,
                                 penalty_lambda=cfg.penalty_lambda, seed=cfg.seed, device=device,
                                 checkpoint_dir=run.dir, progress=progress, shuffle_labels=cfg.shuffle_labels,
                                 on_epoch=_tracker(cfg, split.val) if cfg.track_every else None)
