@@ -72,3 +72,16 @@ def test_profile_run_times_every_part_of_a_run(synth_root, capsys):
                  *(f"explain: {m}" for m in ("cam", "gradcam", "scorecam", "eigencam", "scorecam-paper")),
                  "total of the run", "check: evaluate()"):
         assert part in out, part
+
+
+def test_scored_images_subset_keeps_class_shares_and_is_the_same_for_every_run():
+    import pandas as pd
+
+    from benchmarks.scored_images import subset
+
+    names = [f"{c}/{i:04d}.jpg" for c, k in (("glaucoma", 35), ("non_glaucoma", 65)) for i in range(k)]
+    images = pd.DataFrame({"image": names * 2, "label": [int(n.startswith("glaucoma")) for n in names] * 2})
+    picked = subset(images, 40)
+    assert len(picked) == 40
+    assert sum(n.startswith("glaucoma") for n in picked) == 14  # 35 % of 40
+    assert subset(images.sample(frac=1, random_state=1), 40) == picked  # the rows' order does not matter
