@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from thesislib.design import FAMILIES
 from thesislib.labels import CLASS_NAMES, family_label
 from thesislib.metrics import REGISTRY, registered
-from thesislib.study.grids import FAMILIES
 from thesislib.thesis import THESIS_METHODS, reference
 
 __all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS", "FLAG", "method_label",
@@ -367,7 +367,7 @@ def thesis_table(ours: pd.DataFrame, family: str | Sequence[str], *, settings: S
     sources = {"ours": lookup(mine)}
     if with_thesis:
         sources["thesis"] = lookup(ref.assign(lo=ref_lo, hi=ref_hi))
-    fam_label = FAMILIES[fams[0]][1]
+    fam_label = FAMILIES[fams[0]].title
     best_rows: dict[str, list] = {}
     if len(settings) * len(sources) <= MAX_COLUMNS:
         def label(m: str, meth: str, reference_row: bool) -> tuple:
@@ -783,7 +783,7 @@ def conventions_table(ours: pd.DataFrame, family: str | Sequence[str] = "depth",
                      "IiC ours (normalised × map)": mean_of(mine, "increase_in_confidence", meth),
                      "IiC ours (black outside)": mean_of(mine, "increase_in_confidence_black", meth)})
     return Table(pd.DataFrame(rows).set_index("method"),
-                 [f"Means over the settings of {', '.join(FAMILIES[f][1] for f in fams)}, in %."])
+                 [f"Means over the settings of {', '.join(FAMILIES[f].title for f in fams)}, in %."])
 
 
 def verdict_summary(results: pd.DataFrame, judged: pd.DataFrame | None = None) -> Table:
