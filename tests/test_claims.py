@@ -10,6 +10,8 @@ import pytest
 
 from thesislib import claims as C
 from thesislib import inference as I
+from thesislib.claims import verdicts
+from thesislib.metrics import REGISTRY
 
 ALPHA = C.ALPHA
 REPS = 2000
@@ -99,7 +101,7 @@ def test_most_of_k_says_yes_at_most_alpha_when_only_half_hold():
 
 def test_equivalence_at_the_margin_is_claimed_at_most_alpha():
     check = C.better_than("b", "a", "iou_area", "scorecam")
-    margin = C.REGISTRY["iou_area"].margin
+    margin = REGISTRY["iou_area"].margin
     assert _rate(check, {"a": 30, "b": 30 + margin}, "equivalent") <= TOLERANCE
     assert _rate(check, {"a": 30, "b": 30}, "equivalent", sd=0.3, seed=1) > 0.5  # within the margin: found
 
@@ -221,7 +223,7 @@ def test_method_claims_count_a_shared_run_once_and_need_the_four_methods():
             run = "50" if setting in ("50", "batch 16") else setting  # the epochs run is the depth-50 run
             rows.append(part.assign(run_id=[f"{run}-{s}" for s in part["seed"]]))
     res = pd.concat(rows, ignore_index=True)
-    thesis, ours = C._methods_scope(res)
+    thesis, ours = verdicts.methods_scope(res)
     assert sorted(ours.labels.values()) == ["18", "50"] and sorted(thesis.settings) == sorted(ours.settings)
     j = C.judge_methods(res).set_index("claim")
     assert j.loc["Score-CAM has the highest IoU (A) in most settings", "comparisons"] == 6  # 2 settings x 3
