@@ -96,3 +96,9 @@ def test_correlation_verdicts_use_the_thesis_numbers():
     j = C.judge_correlations(None).set_index("family")
     assert j.loc["depth", "thesis_rho"] == pytest.approx(0.5)  # Score-CAM IoU 16.2, 15.5, 21.0 vs acc 82.2, 83.5, 85.3
     assert j.loc["batch_norm", "thesis_rho"] == pytest.approx(-1.0)
+
+
+def test_a_family_outside_the_design_is_refused():
+    assert C.judge(None, "optimizer").empty  # a family of the design without thesis claims: none to judge
+    with pytest.raises(ValueError, match="family: unknown 'dropuot', expected one of depth, epochs"):
+        C.claims_markdown(None, "dropuot")

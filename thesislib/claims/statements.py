@@ -11,7 +11,7 @@ from thesislib import inference as I
 from thesislib.claims.evidence import Cell, Evidence
 from thesislib.metrics import REGISTRY
 
-__all__ = ["THESIS_METHOD_KEYS", "Leaf", "All", "Any", "Most", "Trend", "Unjudged", "Claim", "beats", "better",
+__all__ = ["THESIS_METHOD_KEYS", "Leaf", "Combination", "All", "Any", "Most", "Trend", "Unjudged", "Claim", "beats", "better",
            "best_setting_is", "lowest_setting_is", "best_method_is", "better_than", "lower_than", "all_others_worse",
            "some_setting_better", "trend"]
 
@@ -27,24 +27,22 @@ class Leaf:
 
 
 @dataclass(frozen=True)
-class All:
+class Combination:
+    """Parts (comparisons, or combinations of them) that a claim combines by one rule."""
+
+    parts: tuple
+
+
+class All(Combination):
     """Every part holds ("at every depth", "best of k": k - 1 comparisons)."""
 
-    parts: tuple
 
-
-@dataclass(frozen=True)
-class Any:
+class Any(Combination):
     """Some part holds ("some setting beats the baseline")."""
 
-    parts: tuple
 
-
-@dataclass(frozen=True)
-class Most:
+class Most(Combination):
     """More than half of the parts hold ("in most settings")."""
-
-    parts: tuple
 
 
 @dataclass(frozen=True)

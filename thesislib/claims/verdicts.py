@@ -14,6 +14,7 @@ from thesislib.claims.judging import (ALPHA, COLUMNS, VERDICTS, Judged, NotLearn
                                       learned_values, seed_summary, verdict_row)
 from thesislib.claims.lists import CLAIMS, METHOD_CLAIMS, METHOD_FAMILIES, correlation_claims
 from thesislib.claims.statements import THESIS_METHOD_KEYS, Claim
+from thesislib.design import FAMILIES
 from thesislib.explain import LABELS
 from thesislib.thesis import reference
 
@@ -37,6 +38,7 @@ def judge(results: pd.DataFrame | None, family: str | None = None, *, alpha: flo
 
     Args:
         results: `Grid.results()` rows (one per run x method; `learned` and `pairing` are read).
+        family: a family of `thesislib.design.FAMILIES` (None: every family's claims).
 
     Returns:
         COLUMNS: thesis and ours (OUTCOMES, or None where the cells are missing), verdict (what ours
@@ -44,6 +46,8 @@ def judge(results: pd.DataFrame | None, family: str | None = None, *, alpha: flo
         n/a), rule, comparisons, design (paired by seed / Welch), seeds (learned of run), seeds
         needed (ours and the thesis's, for an inconclusive claim), note, details, level.
     """
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"family: unknown {family!r}, expected one of {', '.join(FAMILIES)}")
     claims = [c for c in CLAIMS if family is None or c.family == family]
     rows = [judge_pair(c, _thesis_family(c.family), _ours_family(results, c.family), alpha) for c in claims]
     return pd.DataFrame(rows, columns=COLUMNS)
