@@ -11,7 +11,7 @@ def test_setting_labels_of_the_thesis_families():
     assert setting_label("group_norm", {"norm": "group", "groups": 64}) == "64"
     assert setting_label("precode", {"precode_k": 512}) == "β=1e-03, k=512"  # the default β, shown
     assert setting_label("precode_long", {"epochs": 30}) == "baseline"
-    assert setting_label("dropout", {"dropout": 0.5, "depth": 34}) == "depth=34, dropout=0.5"  # not a dropout rate alone
+    assert setting_label("dropout", {"dropout": 0.5, "depth": 34}) == "depth=34, dropout=0.5"  # not a rate alone
 
 
 def test_setting_labels_of_the_new_families():

@@ -41,6 +41,6 @@ from thesislib.claims.verdicts import (TALLY, claims_markdown, judge, judge_all,
 __all__ = ["ALPHA", "S", "BASELINE", "Evidence", "SeedValues", "Summary", "Leaf", "All", "Any", "Most", "Trend",
            "Claim", "Unjudged", "Judged", "CLAIMS", "METHOD_CLAIMS", "CORRELATION_FAMILIES", "correlation_claims",
            "judge_claim", "judge", "judge_methods", "judge_correlations", "judge_all", "TALLY", "verdict_counts",
-           "verdicts_markdown", "claims_markdown", "OUTCOMES", "VERDICTS", "beats", "better", "best_setting_is", "lowest_setting_is",
-           "best_method_is", "better_than", "lower_than", "all_others_worse", "some_setting_better", "trend",
-           "METHOD_FAMILIES", "THESIS_METHOD_KEYS"]
+           "verdicts_markdown", "claims_markdown", "OUTCOMES", "VERDICTS", "beats", "better", "best_setting_is",
+           "lowest_setting_is", "best_method_is", "better_than", "lower_than", "all_others_worse",
+           "some_setting_better", "trend", "METHOD_FAMILIES", "THESIS_METHOD_KEYS"]

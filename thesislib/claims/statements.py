@@ -11,9 +11,9 @@ from thesislib import inference as I
 from thesislib.claims.evidence import Cell, Evidence
 from thesislib.metrics import REGISTRY
 
-__all__ = ["THESIS_METHOD_KEYS", "Leaf", "Combination", "All", "Any", "Most", "Trend", "Unjudged", "Claim", "beats", "better",
-           "best_setting_is", "lowest_setting_is", "best_method_is", "better_than", "lower_than", "all_others_worse",
-           "some_setting_better", "trend"]
+__all__ = ["THESIS_METHOD_KEYS", "Leaf", "Combination", "All", "Any", "Most", "Trend", "Unjudged", "Claim", "beats",
+           "better", "best_setting_is", "lowest_setting_is", "best_method_is", "better_than", "lower_than",
+           "all_others_worse", "some_setting_better", "trend"]
 
 THESIS_METHOD_KEYS = ("cam", "gradcam", "gradcam++", "scorecam")
 

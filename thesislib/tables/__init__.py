@@ -21,8 +21,8 @@ from thesislib.tables.robustness import ranking_agreement, slice_conclusions, th
 from thesislib.tables.summaries import aggregate, interval, split_families, with_defaults
 from thesislib.tables.verdicts import against_references, references_summary, verdict_summary
 
-__all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS", "FLAG", "FLAG_RULE", "REFERENCE_BLOCK",
-           "method_label", "method_kind", "expert_regions", "best_settings", "generalisation_gap", "model_points",
-           "correlation_table", "against_references", "references_summary", "run_health", "conventions_table",
-           "verdict_summary", "ranking_agreement", "threshold_curve", "slice_conclusions", "split_families", "Cell",
-           "readable_table", "to_html", "fmt", "interval", "with_defaults"]
+__all__ = ["Table", "aggregate", "thesis_table", "method_table", "TABLE_METRICS", "FLAG", "FLAG_RULE",
+           "REFERENCE_BLOCK", "method_label", "method_kind", "expert_regions", "best_settings", "generalisation_gap",
+           "model_points", "correlation_table", "against_references", "references_summary", "run_health",
+           "conventions_table", "verdict_summary", "ranking_agreement", "threshold_curve", "slice_conclusions",
+           "split_families", "Cell", "readable_table", "to_html", "fmt", "interval", "with_defaults"]

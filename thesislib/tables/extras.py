@@ -11,7 +11,7 @@ from thesislib.metrics import REGISTRY, binarize, is_empty
 from thesislib.stats import MIN_MODELS
 from thesislib.tables.summaries import with_defaults
 
-__all__ = ['expert_regions', 'best_settings', 'generalisation_gap', 'model_points', 'correlation_table']
+__all__ = ["expert_regions", "best_settings", "generalisation_gap", "model_points", "correlation_table"]
 
 def expert_regions(data) -> pd.DataFrame:
     """How large the Otsu foreground of the expert maps of a split is (% of the image)."""

@@ -18,7 +18,8 @@ from thesislib.metrics import REGISTRY
 from thesislib.references import LABELS as REF_LABELS
 from thesislib.references import REFERENCES
 
-__all__ = ['FLAG', 'NOT_LEARNED_RULE', 'FLAG_RULE', 'FLAG_NOTE', 'method_label', 'method_kind', 'Cell', 'fmt', 'to_html', 'Table', 'readable_table', 'metric_row']
+__all__ = ["FLAG", "NOT_LEARNED_RULE", "FLAG_RULE", "FLAG_NOTE", "method_label", "method_kind", "Cell", "fmt",
+           "to_html", "Table", "readable_table", "metric_row"]
 
 FLAG = "†"
 NOT_LEARNED_RULE = ("validation accuracy not above the majority-class rate by more than two binomial standard errors, "

@@ -10,7 +10,7 @@ from thesislib.summary import learned_sentence
 from thesislib.tables.formatting import FLAG, NOT_LEARNED_RULE
 from thesislib.tables.summaries import with_defaults
 
-__all__ = ['run_health']
+__all__ = ["run_health"]
 
 def run_health(results: pd.DataFrame):
     """Markdown: which runs never learned (flagged in every table and figure that uses them)."""
@@ -26,5 +26,5 @@ def run_health(results: pd.DataFrame):
                         "than two binomial standard errors, and both classes predicted)." + share)
     lines = [f"- {family_label(r.family)} · {r.setting} · seed {r.seed}: "
              f"test accuracy {r.accuracy:.1f} %" for r in bad.itertuples()]
-    return Markdown(f"**{len(bad)} of {len(runs)} runs never learned** ({NOT_LEARNED_RULE}); they inform no verdict, and are "
-                    f"marked {FLAG} in the tables and with an X in the figures.{share}\n\n" + "\n".join(lines))
+    return Markdown(f"**{len(bad)} of {len(runs)} runs never learned** ({NOT_LEARNED_RULE}); they inform no verdict, "
+                    f"and are marked {FLAG} in the tables and with an X in the figures.{share}\n\n" + "\n".join(lines))

@@ -19,7 +19,8 @@ from thesislib.tables.formatting import FLAG_NOTE, FLAG_RULE, Cell, Table, fmt, 
 from thesislib.tables.summaries import interval, with_defaults
 from thesislib.thesis import THESIS_METHODS, reference
 
-__all__ = ['TABLE_METRICS', 'REFERENCE_BLOCK', 'MAX_COLUMNS', 'EVERY_SETTING', 'mark_best', 'thesis_table', 'same_as', 'method_table', 'conventions_table']
+__all__ = ["TABLE_METRICS", "REFERENCE_BLOCK", "MAX_COLUMNS", "EVERY_SETTING", "mark_best", "thesis_table", "same_as",
+           "method_table", "conventions_table"]
 
 TABLE_METRICS = ("iou_area", "iou_bbox", "average_drop", "increase_in_confidence")
 REFERENCE_BLOCK = "reference maps: "  # the first index level of a thesis table's reference rows

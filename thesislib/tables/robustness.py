@@ -18,7 +18,7 @@ from thesislib.tables.methods import same_as
 from thesislib.tables.summaries import interval, with_defaults
 from thesislib.tables.verdicts import against_references
 
-__all__ = ['ranking_agreement', 'threshold_curve', 'slice_conclusions']
+__all__ = ["ranking_agreement", "threshold_curve", "slice_conclusions"]
 
 def _explainer_means(results: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Per explainer (label): the mean over runs of each column, over the runs that learned (all

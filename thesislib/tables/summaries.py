@@ -12,7 +12,7 @@ from thesislib.labels import CLASS_NAMES, family_label
 from thesislib.metrics import REGISTRY, registered
 from thesislib.tables.formatting import method_kind
 
-__all__ = ['LEVEL', 'with_defaults', 'interval', 'split_families', 'aggregate']
+__all__ = ["LEVEL", "with_defaults", "interval", "split_families", "aggregate"]
 
 LEVEL = 0.95  # of the t-interval in every cell
 _LONG = ["family", "setting", "method", "metric", "mean", "std", "n", "lo", "hi", "n_flagged", "kind"]

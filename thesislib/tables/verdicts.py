@@ -16,7 +16,7 @@ from thesislib.metrics import REGISTRY
 from thesislib.tables.formatting import FLAG, Cell, Table, fmt, method_label
 from thesislib.tables.summaries import aggregate, split_families, with_defaults
 
-__all__ = ['STRONGEST_EXCLUDES', 'against_references', 'verdict_summary', 'references_summary']
+__all__ = ["STRONGEST_EXCLUDES", "against_references", "verdict_summary", "references_summary"]
 
 STRONGEST_EXCLUDES = ("ceiling",)  # the ceiling is the best possible answer, not a trivial one
 
@@ -76,7 +76,8 @@ def against_references(results: pd.DataFrame, metric: str | Sequence[str] = "iou
         claim = Claim("some explainer beats the strongest reference", fam,
                       lambda e, who=explainers, ref=strongest_key: _versus(e, who, ref, metric))
         verdict = judge_claim(claim, ev).outcome or "n/a"
-        shown = lambda r: "—" if r is None else fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
+        shown = lambda r: ("—" if r is None  # noqa: E731
+                           else fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"]))
         ceil = ceiling.iloc[0] if len(ceiling) else None
         share = (best["mean"] / ceil["mean"] * 100) if ceil is not None and ceil["mean"] else math.nan
         rows.append({"family": family_label(fam), "best explainer": f"{best['method']} ({best['setting']})",
