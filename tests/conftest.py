@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 import pytest
 import torch
 
@@ -112,3 +113,27 @@ def gate(tmp_path_factory, monkeypatch):
     yield Gate(folder)
     for p in folder.glob("*.hold"):
         p.unlink()
+
+
+def _seed_results(flag_seed: int | None = None, references: bool = False):
+    """Grid.results()-like rows: settings a and b x seeds 0-2 x Grad-CAM and Score-CAM (with
+    `references`, the prior and the ceiling too); `flag_seed` marks that seed of b as not learned."""
+    rows = []
+    methods = [("gradcam", "Grad-CAM", 0.0), ("scorecam", "Score-CAM", 5.0)]
+    if references:
+        methods += [("prior", "Prior (mean expert map)", 20.0), ("ceiling", "Ceiling (expert map at CAM grid)", 40.0)]
+    for setting, shift in (("a", 0.0), ("b", 10.0)):
+        for seed, noise in ((0, -1.0), (1, 1.0), (2, 3.0)):
+            for method, label, m_shift in methods:
+                rows.append(dict(family="depth", setting=setting, seed=seed, run_id=f"{setting}{seed}", method=method,
+                                 method_label=label, iou_area=20 + shift + m_shift + noise, iou_bbox=1.0,
+                                 average_drop=50.0, increase_in_confidence=2.0, accuracy=80 + shift + seed,
+                                 roc_auc=70.0, f1=60.0, seconds_per_image=0.002, constant_heatmaps=0,
+                                 learned=not (setting == "b" and seed == flag_seed)))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def seed_results() -> Callable[..., pd.DataFrame]:
+    """The builder of small `Grid.results()`-like rows the tables' tests share (`_seed_results`)."""
+    return _seed_results

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from thesislib.data import load_split, stratified_fraction
-from thesislib.study import setting_label
 from thesislib.study.config import ConfigError, RunConfig
 from thesislib.train import OPTIMIZERS, SGD_MOMENTUM, make_optimizer, train
 
@@ -114,15 +113,6 @@ def test_load_split_shrinks_only_the_training_split(synth_root, tmp_path):
     assert set(part.train.indices.tolist()) < set(full.train.indices.tolist())
     assert abs(len(part.train) - len(full.train) / 2) <= 1 and part.train.train
     assert torch.equal(part.val.indices, full.val.indices) and torch.equal(part.test.indices, full.test.indices)
-
-
-def test_setting_labels_of_the_new_families():
-    assert setting_label("optimizer", {"optimizer": "sgd", "lr": 0.01}) == "SGD, lr 0.01"
-    assert setting_label("optimizer", {"optimizer": "adam"}) == "Adam, lr 0.001"
-    assert setting_label("train_fraction", {"train_fraction": 0.25, "epochs": 40}) == "25 %"
-    assert setting_label("train_fraction", {"train_fraction": 1.0}) == "100 %"
-    assert setting_label("shortcut", {"data": "synthetic-n240-s64"}) == "no cue"
-    assert setting_label("shortcut", {"data": "synthetic-n240-s64-spurious0.95"}) == "cue 0.95"
 
 
 @pytest.mark.parametrize("scale, source, family, setting", [("default", "01_depth", "depth", "18"),

@@ -65,7 +65,7 @@ def method_palette(labels) -> dict[str, tuple[float, float, float]]:
 def family_palette(families) -> dict[str, tuple[float, float, float]]:
     """Each family's fixed colour (by its place in `study.FAMILIES`), in the order given; an unknown
     family gets black."""
-    from thesislib.study.grids import FAMILIES
+    from thesislib.design import FAMILIES
 
     colours = sns.color_palette("tab10") + sns.color_palette("Dark2")
     fixed = dict(zip(FAMILIES, colours))

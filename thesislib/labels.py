@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from thesislib.layout import CLASSES
-from thesislib.study.grids import FAMILIES
+from thesislib.design import FAMILIES
 
 __all__ = ["CLASS_LABELS", "CLASS_NAMES", "COLUMNS", "NORMS", "family_label", "class_name", "yes_no",
            "value_label", "readable", "family_keys"]
@@ -46,7 +46,7 @@ def family_keys() -> list[str]:
 
 def family_label(family: Any) -> str:
     """"weight_decay" -> "Weight decay"; a label already (or anything unknown) is returned as given."""
-    return FAMILIES[family][1] if family in FAMILIES else str(family)
+    return FAMILIES[family].title if family in FAMILIES else str(family)
 
 
 def class_name(value: Any) -> str:

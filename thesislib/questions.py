@@ -16,6 +16,7 @@ import pandas as pd
 
 from thesislib.claims import (ALPHA, All, Claim, Evidence, all_others_worse, better, judge_claim,
                               some_setting_better)
+from thesislib.explain import LABELS
 
 __all__ = ["optimizer_questions", "size_questions", "judge_questions", "questions_markdown"]
 
@@ -27,8 +28,6 @@ def optimizer_questions(adam: str, method: str) -> list[Claim]:
         adam: the setting key of the Adam runs (`claims.S(optimizer="adam")`).
         method: the explainer's key ("scorecam").
     """
-    from thesislib.explain import LABELS
-
     label = LABELS.get(method, method)
     return [
         Claim("Some other optimiser beats Adam on accuracy", "optimizer", some_setting_better(adam, "accuracy")),
@@ -46,8 +45,6 @@ def size_questions(full: str, smaller: Sequence[str], method: str) -> list[Claim
         full: the setting key of the whole training set; smaller: the keys of the smaller shares.
         method: the explainer's key.
     """
-    from thesislib.explain import LABELS
-
     label = LABELS.get(method, method)
     return [
         Claim("The whole training set beats every smaller share on accuracy", "train_fraction",

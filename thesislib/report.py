@@ -40,21 +40,15 @@ import nbformat
 import yaml
 
 from thesislib.atomic import atomic_write_text, ensure_writable
+from thesislib.design import NOTEBOOKS, TITLES
 from thesislib.paths import project_root, runs_dir
 from thesislib.study.config import ConfigError
-from thesislib.study.grids import NOTEBOOKS, load_params
+from thesislib.study.grids import load_params
 
 __all__ = ["build_report", "execute", "check_params", "params_for", "apply_sets", "parse_set", "stitch", "KERNEL_NAME",
            "record", "key_numbers", "RESULTS_ENV", "unique_heading_ids"]
 
 KERNEL_NAME = "thesislib-current-env"
-TITLES = {
-    "00_data": "00 · Data", "01_depth": "01 · Depth (RQ1)", "02_optimisation": "02 · Optimisation (RQ2)",
-    "03_cam_methods": "03 · CAM methods (RQ3)", "04_regularisation": "04 · Regularisation (RQ4)",
-    "05_precode": "05 · PRECODE (RQ5)", "06_correlation": "06 · Accuracy and explainability (RQ6)",
-    "07_optimizers": "07 · Optimisers", "08_dataset_size": "08 · Training-set size",
-    "09_shortcut": "09 · A shortcut: what accuracy hides",
-}
 
 
 def _say(msg: str) -> None:

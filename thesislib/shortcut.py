@@ -239,14 +239,14 @@ def aggregate(scores: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("scores: expected cross_evaluate rows, found none")
     keyed = scores.assign(setting=scores["setting"] + " → " + scores["test_set"])
     long = tables.aggregate(keyed)
-    runs = tables._with_defaults(keyed)
+    runs = tables.with_defaults(keyed)
     g = runs.dropna(subset=[MARKER_MASS]).groupby(["family", "setting", "method_label"], sort=False)
     mass = g[MARKER_MASS].agg(mean="mean", std="std", n="count").reset_index()
     mass = mass.rename(columns={"method_label": "method"})
     mass["n_flagged"] = g["learned"].agg(lambda v: int((~v.astype(bool)).sum())).to_numpy()
     mass["kind"] = g["kind"].first().to_numpy()
     mass["metric"] = MARKER_MASS
-    mass["lo"], mass["hi"] = tables._interval(mass["mean"], mass["std"], mass["n"])
+    mass["lo"], mass["hi"] = tables.interval(mass["mean"], mass["std"], mass["n"])
     long = pd.concat([long, mass[long.columns]], ignore_index=True)
     pairs = dict(zip(keyed["setting"], zip(scores["setting"], scores["test_set"])))
     long["trained"] = long["setting"].map(lambda s: pairs[s][0])
@@ -278,7 +278,7 @@ def summary_table(long: pd.DataFrame, metrics: Sequence[str], methods: Sequence[
 
     def cell(key) -> str:
         r = at.get(key)
-        return "—" if r is None else tables._fmt(r.mean, r.std, r.n, r.lo, r.hi, r.n_flagged)
+        return "—" if r is None else tables.fmt(r.mean, r.std, r.n, r.lo, r.hi, r.n_flagged)
 
     frame = pd.DataFrame({c: [cell((m, meth, *c)) for m, meth in rows] for c in cols},
                          index=pd.MultiIndex.from_tuples(
@@ -332,7 +332,7 @@ def what_catches_it(long: pd.DataFrame, *, clean: str, cue: str, tested: str, me
         else:
             verdict = ("yes" if t.p_greater <= ALPHA else "no (rates it better)" if t.p_less <= ALPHA
                        else "no (equivalent)" if t.p_equivalent <= ALPHA else "inconclusive")
-        fmt = lambda r: tables._fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
+        fmt = lambda r: tables.fmt(r["mean"], r["std"], r["n"], r["lo"], r["hi"], r["n_flagged"])  # noqa: E731
         rows.append({"metric": _label(metric), f"trained on: {clean}": fmt(a.iloc[0]),
                      f"trained on: {cue}": fmt(b.iloc[0]),
                      "shortcut model worse (95 %)": tables.Cell(verdict, best=verdict != "inconclusive")})

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from thesislib.design import NOTEBOOKS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -82,7 +84,6 @@ class Sweep:
 def _files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Params files, with folders expanded to their notebooks' files in report order."""
     from thesislib.study.config import ConfigError
-    from thesislib.study.grids import NOTEBOOKS
 
     out: list[Path] = []
     for p in map(Path, paths):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from thesislib.explain import LABELS
 from thesislib.metrics import REGISTRY
-from thesislib.study.grids import setting_label
+from thesislib.study.settings import setting_label
 
 __all__ = ["THESIS_METHODS", "THESIS_SEEDS", "CAM_GAP", "reference", "thesis_notes"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from thesislib.study.config import ConfigError
-from thesislib.study.grids import setting_label
+from thesislib.study.settings import setting_label
 
 __all__ = ["left_out", "left_out_labels"]
 
