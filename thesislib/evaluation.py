@@ -30,11 +30,6 @@ __all__ = ["evaluate", "summarize", "mean_maps", "classification", "stratified_s
 
 DUPLICATE_ATOL = 1e-4  # two methods whose maps differ by at most this on every image are one method
 CONFUSION = ("tn", "fp", "fn", "tp")
-_CLASS_AGNOSTIC_DEFAULT = frozenset({"eigencam"})
-
-
-def _class_agnostic() -> frozenset:
-    return getattr(X, "CLASS_AGNOSTIC", _CLASS_AGNOSTIC_DEFAULT)
 
 
 def _per_image_metrics(deletion: bool, road: bool = False, threshold_free: bool = False) -> list[str]:
@@ -175,7 +170,7 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
         the classification metrics of the whole split (accuracy, roc_auc, f1, tn, fp, fn, tp).
     """
     _check_args(methods, references, prior, target)
-    X._check_layer(layer)
+    X.check_layer(layer)
     road_percentiles = list(road_percentiles)
     was_training = model.training
     model.eval()
@@ -188,7 +183,7 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
         rows = rows[preds[rows] == labels[rows]]
     targets_all = preds if target == "predicted" else labels
     names = data.names
-    agnostic = _class_agnostic()
+    agnostic = X.CLASS_AGNOSTIC
     dups = _Duplicates()
     records = []
     try:
@@ -277,7 +272,7 @@ def summarize(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     if "kind" not in df.columns:
         df["kind"] = "explainer"
     if "class_agnostic" not in df.columns:
-        df["class_agnostic"] = df["method"].isin(_class_agnostic())
+        df["class_agnostic"] = df["method"].isin(X.CLASS_AGNOSTIC)
     df["same_as"] = df["same_as"].astype(object).fillna("").astype(str) if "same_as" in df.columns else ""
     # a label is not a number: a reference map is named as the code names it now, whenever scored
     is_ref = (df["kind"] == "reference") & df["method"].isin(list(R.LABELS))
