@@ -113,7 +113,7 @@ def _batches(model: nn.Module, data: LagDataset, rows: torch.Tensor, targets_all
     """Per batch: (positions, images, targets, expert maps, method -> maps, method -> seconds per image).
 
     The ceiling and noise references are drawn at the explained layer's grid."""
-    at_grid = {"ceiling", "noise"} & set(references)
+    at_grid = R.AT_GRID & set(references)
     grid = X.grid_at(model, data.batch(slice(0, 1))[0].shape[-1], layer) if at_grid else None
     names = data.names
     for start in range(0, len(rows), batch_size):

@@ -48,10 +48,10 @@ RECORDED: dict[str, Any] = {
         "synth": "33fb3e1e7345ace3",
         "models": "6be16845bda579eb",
         "train": "0244cd88a01f2a83",
-        "evaluation": "6d8ae6d2c5785094",
+        "evaluation": "22f7202651579f9a",
         "metrics": "1bc33c1ba5c9cee8",
         "explain": "7008ff66ca8bf43d",
-        "references": "bd58db7937976fbd",
+        "references": "3eed458d48fd95f6",
     },
 }
 # --- end of record ---
