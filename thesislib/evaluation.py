@@ -1,7 +1,8 @@
 """Evaluation: every metric of every heatmap of one model, as a tidy table.
 
 `evaluate(model, data, methods)` returns one row per image x method (explainers and reference
-maps alike) with every per-image metric of `thesislib.metrics.REGISTRY`, flags for empty or
+maps alike) with every per-image metric of `thesislib.metrics.REGISTRY` that the run options turn
+on (`thesislib.metrics.active`; each metric's compute group, below, fills it), flags for empty or
 constant maps, duplicated methods, the time per image, the IoU at other thresholds
 (`thesislib.metrics.iou_curve`), and the model's classification metrics on the whole split
 (repeated on each row, so tables of many runs can be concatenated). `summarize` averages a run's

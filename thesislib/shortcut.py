@@ -235,7 +235,8 @@ def aggregate(scores: pd.DataFrame) -> pd.DataFrame:
     if scores.empty:
         raise ValueError("scores: expected cross_evaluate rows, found none")
     keyed = scores.assign(setting=scores["setting"] + " → " + scores["test_set"])
-    long = tables.aggregate(keyed.drop(columns=[MARKER_MASS], errors="ignore"))  # the mass: over the marked images only, below
+    # the marker mass is aggregated below, over the marked images only
+    long = tables.aggregate(keyed.drop(columns=[MARKER_MASS], errors="ignore"))
     runs = tables._with_defaults(keyed)
     g = runs.dropna(subset=[MARKER_MASS]).groupby(["family", "setting", "method_label"], sort=False)
     mass = g[MARKER_MASS].agg(mean="mean", std="std", n="count").reset_index()

@@ -229,6 +229,7 @@ def derived() -> dict[str, type]:
         for name, mixins, base in (("FastScoreCAM", (_FastScoreCAM,), pgc.ScoreCAM),
                                    ("PaperScoreCAM", (_PaperScoreCAM, _FastScoreCAM), pgc.ScoreCAM),
                                    ("SignedEigenCAM", (_SignedEigenCAM,), pgc.EigenCAM)):
-            _DERIVED[name] = type(name, (*mixins, base), {"__doc__": mixins[0].__doc__, "__module__": "thesislib.explain"})
+            _DERIVED[name] = type(name, (*mixins, base),
+                                  {"__doc__": mixins[0].__doc__, "__module__": "thesislib.explain"})
     return _DERIVED
 

@@ -48,7 +48,8 @@ class Method:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ValueError(f"Method {self.key!r}: family: expected one of {', '.join(FAMILIES)}, found {self.family!r}")
+            raise ValueError(f"Method {self.key!r}: family: expected one of {', '.join(FAMILIES)}, "
+                             f"found {self.family!r}")
 
     @property
     def one_pass(self) -> bool:

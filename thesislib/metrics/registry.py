@@ -32,7 +32,8 @@ class Metric:
 
     name: the column in evaluation tables (per-image values are fractions; tables show x100).
     label: how tables and figures name it. higher: True if higher is better. kind: one of KINDS.
-    unit: of the table value ("%" for fractions x100). bounds: the range of the table value (intervals are kept inside it).
+    unit: of the table value ("%" for fractions x100). bounds: the range of the table value
+    (intervals are kept inside it).
     margin: the smallest difference, in the table's unit, that counts as an effect worth the name;
     a verdict says "equivalent" where a difference is shown to lie within +-margin
     (`thesislib.inference`). group: the compute group of `evaluate` that fills it (one of GROUPS),
