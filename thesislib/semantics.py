@@ -49,7 +49,7 @@ RECORDED: dict[str, Any] = {
         "models": "6be16845bda579eb",
         "train": "0244cd88a01f2a83",
         "evaluation": "27d7d163785120e1",
-        "metrics": "e250b03e8ec210cf",
+        "metrics": "7c2cbcbfd61d89f3",
         "explain": "7008ff66ca8bf43d",
         "references": "3eed458d48fd95f6",
     },

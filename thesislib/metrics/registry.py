@@ -109,6 +109,9 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
            option="threshold_free", sets=_FREE),
     Metric("pixel_auroc", "AUROC (pixels)", True, "localisation", group="threshold_free", option="threshold_free",
            sets=_FREE),
+    # centre of mass of the map vs of the expert mask, in % of the image diagonal; on request
+    Metric("centroid_distance", "Centre distance", False, "localisation", group="expert", option="metric_sets",
+           sets=("geometry",)),
     Metric("deletion_auc", "Deletion AUC", False, "faithfulness", group="deletion", option="deletion_steps",
            sets=(*_FAITHFUL, *_FREE)),
     Metric("insertion_auc", "Insertion AUC", True, "faithfulness", group="deletion", option="deletion_steps",
