@@ -132,7 +132,7 @@ def profile(cfg: RunConfig, data: str | None, workdir: Path) -> tuple[Clock, dic
     targets_all = logits.argmax(1)
     grid = X.grid_at(model, cfg.input_size)
     n = len(rows)
-    one_pass = [m for m in cfg.methods if m in X._ONE_PASS]
+    one_pass = [m for m in cfg.methods if m in X.ONE_PASS]
     for start in range(0, n, 32):
         part = rows[start:start + 32]
         x, _, maps = data_eval.batch(part)
@@ -178,7 +178,7 @@ def table(cfg: RunConfig, clock: Clock, info: dict) -> str:
     """The parts with seconds, unit cost and share of the run as configured (its methods only once
     per shared pass: the one-pass line stands for the gradient methods, CAM and EigenCAM)."""
     counted = [p for p in clock.seconds
-               if not (p.startswith("explain: ") and p.split(": ")[1] in X._ONE_PASS) and p not in ONCE]
+               if not (p.startswith("explain: ") and p.split(": ")[1] in X.ONE_PASS) and p not in ONCE]
     total = sum(clock.seconds[p] for p in counted)
     lines = [f"resnet{cfg.depth} width {cfg.width:g} {cfg.stem} {cfg.input_size} px, batch {cfg.batch_size}, "
              f"{cfg.epochs} epochs ({info['train_steps']} steps), track every {cfg.track_every} "

@@ -151,7 +151,7 @@ def test_a_spec_change_names_unknown_fields():
 # how each field reaches `evaluate`: a new EvalSpec field fails here until it is passed on
 TO_EVALUATE = dict(methods="methods", references="references", target="target", eval_images="max_images",
                    deletion_steps="deletion_steps", layer="layer", road_percentiles="road_percentiles",
-                   threshold_free="threshold_free")
+                   threshold_free="threshold_free", metric_sets="metric_sets")
 PICKS_THE_DATA = ("eval_split",)  # `EvalSpec.data_of`: which part of the split is scored
 
 
@@ -160,7 +160,8 @@ def test_every_field_reaches_evaluate_and_the_maps_follow_the_same_settings(monk
 
     assert sorted([*TO_EVALUATE, *PICKS_THE_DATA]) == sorted(EVALUATION)
     spec = RunConfig(methods=["gradcam"], references=["prior"], eval_split="val", target="label", eval_images=3,
-                     deletion_steps=2, layer="layer3", road_percentiles=[70], threshold_free=True).eval_spec
+                     deletion_steps=2, layer="layer3", road_percentiles=[70], threshold_free=True,
+                     metric_sets=["faithfulness"]).eval_spec
     seen = {}
     monkeypatch.setattr(E, "evaluate", lambda model, data, methods, **kw: seen.update(kw, methods=methods))
     monkeypatch.setattr(E, "mean_maps", lambda model, data, methods, **kw: seen.update(kw, methods=methods))

@@ -9,7 +9,8 @@ from thesislib.evaluation import CONFUSION, classification, evaluate, mean_maps,
 from thesislib.explain import explain_all
 from thesislib.references import REFERENCES, mean_expert_map, reference_maps
 
-PER_IMAGE = [m.name for m in M.registered("localisation") + M.registered("faithfulness")]
+ALL_ON = dict(deletion_steps=1, road_percentiles=(80,), threshold_free=True)  # every option but metric_sets
+PER_IMAGE = [m.name for m in M.active(ALL_ON)]
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def _moving_model(tiny_model):
 def test_evaluate_rows_and_columns(tiny_model, split, prior):
     model = tiny_model()
     df = thesislib.evaluate(model, split.test, ["cam"], references=REFERENCES, prior=prior,
-                            max_images=4, deletion_steps=1, road_percentiles=[80], threshold_free=True)
+                            max_images=4, **ALL_ON)
     assert len(df) == 4 * (1 + len(REFERENCES))
     assert list(dict.fromkeys(df["method"])) == ["cam", *REFERENCES]
     assert set(PER_IMAGE) <= set(df.columns)
@@ -39,6 +40,33 @@ def test_evaluate_rows_and_columns(tiny_model, split, prior):
     assert (df["target"] == df["pred"]).all()
     assert df["tn"].iloc[0] + df["fp"].iloc[0] + df["fn"].iloc[0] + df["tp"].iloc[0] == len(split.test)
     assert not model.training
+
+
+def test_the_registry_decides_what_evaluate_computes(tiny_model, split, monkeypatch):
+    """Each per-image metric names a compute group of evaluate; the run options turn on exactly the
+    metrics that declare them, in the registry's column order; a new metric of the "expert" group
+    is one function and one record, computed only when its set is asked for."""
+    from thesislib import evaluation as E
+    from thesislib.metrics import localisation
+
+    assert list(E._GROUPS) == list(M.GROUPS) and {m.group for m in M.per_image()} <= set(M.GROUPS)
+    assert {m.option for m in M.per_image()} - {None} <= set(M.OPTIONS)
+    model = tiny_model()
+    metric_columns = [c for c in evaluate(model, split.test, ["gradcam"], max_images=2).columns if c in M.REGISTRY]
+    assert metric_columns == [m.name for m in M.active({})] + [m.name for m in M.registered("classification")]
+    assert not {"road", "deletion_auc", "pixel_auroc"} & set(metric_columns)
+
+    record = M.Metric("mass_outside", "Mass outside", False, "localisation", group="expert", option="metric_sets",
+                      sets=("extra",))
+    monkeypatch.setitem(M.REGISTRY, record.name, record)
+    monkeypatch.setattr(localisation, "mass_outside", lambda h, mask: 1 - localisation.relevance_mass(h, mask),
+                        raising=False)
+    monkeypatch.setattr(E.M, "SETS", (*M.SETS, "extra"))
+    assert "mass_outside" not in evaluate(model, split.test, ["gradcam"], max_images=2).columns
+    df = evaluate(model, split.test, ["gradcam"], max_images=2, metric_sets=["extra"])
+    assert torch.allclose(torch.tensor(df["mass_outside"].values), 1 - torch.tensor(df["relevance_mass"].values))
+    with pytest.raises(ValueError, match="metric_sets: expected a list of metric sets from"):
+        evaluate(model, split.test, ["gradcam"], max_images=2, metric_sets=["nope"])
 
 
 def test_references_are_scored_like_explainers(tiny_model, split, prior):

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from thesislib.explain import METHODS, Explainer, NotApplicable, cam_raw, explain, explain_all, normalize_maps
+from thesislib.explain import (CLASS_AGNOSTIC, GRADIENT_METHODS, LABELS, METHODS, REGISTRY, Explainer, NotApplicable,
+                               cam_raw, explain, explain_all, normalize_maps)
 
 
 def test_relu_cam_equals_grad_cam_on_a_gap_linear_head(tiny_model, images):
@@ -48,12 +49,27 @@ def test_without_targets_the_predicted_class_is_explained(tiny_model, images):
         assert not torch.allclose(alone, explain(model, images, method, targets=other), atol=1e-3), method
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_gives_maps_in_unit_range(tiny_model, images, method):
+@pytest.mark.parametrize("record", REGISTRY.values(), ids=list(REGISTRY))
+def test_every_registered_method_explains_a_tiny_model(tiny_model, images, record):
+    """Each record gives maps of the input's shape in [0, 1], and its explainer is built on
+    pytorch-grad-cam's class of that method (CAM, ours alone, names none)."""
+    import pytorch_grad_cam as pgc
+
     model = tiny_model()
-    maps = explain(model, images, method)
+    maps = explain(model, images, record.key)
     assert maps.shape == (8, 64, 64) and maps.dtype == torch.float32
     assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    cam = Explainer(model, record.key)._cam
+    if record.library is None:
+        assert cam is None and record.family == "cam"
+    else:
+        # pytorch-grad-cam's class of the same name (GradCAMPlusPlus: "gradcam++"; a variant after a "-")
+        assert record.library.lower().replace("plusplus", "++") == record.key.split("-")[0], record.library
+        assert isinstance(cam, getattr(pgc, record.library)), (record.key, type(cam).__mro__)
+        assert type(cam).__name__ == (record.ours or record.library)
+    assert METHODS == tuple(REGISTRY) and LABELS[record.key] == record.label
+    assert (record.key in CLASS_AGNOSTIC) == record.class_agnostic
+    assert (record.key in GRADIENT_METHODS) == (record.family == "gradient")
 
 
 def test_mode_grads_and_hooks_are_restored(tiny_model, images):

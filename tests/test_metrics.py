@@ -217,6 +217,31 @@ def _model_and_inputs(tiny_model, images):
     return model, cams, targets
 
 
+
+def test_centroid_distance_matches_scipy_center_of_mass():
+    """The distance between scipy's centres of mass of the map and of the mask, over the diagonal;
+    no mass, no centre: 1 (the worst)."""
+    from scipy.ndimage import center_of_mass
+
+    from thesislib.metrics.localisation import centroid_distance
+
+    g = torch.Generator().manual_seed(0)
+    heat = torch.rand(5, 24, 40, generator=g) ** 4
+    mask = torch.rand(5, 24, 40, generator=g) > 0.8
+    heat[3] = 0
+    mask[4] = False
+    got = centroid_distance(heat, mask)
+    assert got.dtype == torch.float32 and got.shape == (5,)
+    for i in range(3):
+        a = np.array(center_of_mass(heat[i].double().numpy()))
+        b = np.array(center_of_mass(mask[i].numpy()))
+        assert got[i].item() == pytest.approx(np.linalg.norm(a - b) / np.hypot(24, 40), abs=1e-6)
+    assert got[3] == 1 and got[4] == 1
+    record = M.REGISTRY["centroid_distance"]
+    assert not record.on({}) and record.on({"metric_sets": ["geometry"]})  # off by default
+    with pytest.raises(ValueError, match="centroid_distance: mask: expected the shape"):
+        centroid_distance(heat, mask[:, :10])
+
 def test_drop_and_increase_match_pytorch_grad_cam(tiny_model, images):
     from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from thesislib import metrics as M
 from thesislib.data import denormalize
 from thesislib.explain import normalize_maps
-from thesislib.references import (GAUSSIAN_SIGMA, LABELS, REFERENCES, cam_grid_of, gaussian_map, mean_expert_map,
-                                   reference_maps)
+from thesislib.references import (AT_GRID, GAUSSIAN_SIGMA, LABELS, REFERENCES, REGISTRY, cam_grid_of, gaussian_map,
+                                  mean_expert_map, reference_maps)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,24 @@ def test_every_reference_is_a_map_in_unit_range(split, batch):
         m = reference_maps(name, x, maps, prior=prior, grid=4, index=names)
         assert m.shape == maps.shape and m.dtype == torch.float32
         assert float(m.min()) >= 0 and float(m.max()) <= 1 and not torch.isnan(m).any()
+
+
+@pytest.mark.parametrize("record", REGISTRY.values(), ids=list(REGISTRY))
+def test_each_record_asks_for_what_it_declares(split, batch, record):
+    """A reference's map depends on exactly the inputs its record declares, and drawn without one
+    of them it is refused, naming that input."""
+    x, maps, names = batch
+    prior = mean_expert_map(split.train)
+    given = dict(prior=prior, grid=4, index=names)
+    other = dict(prior=prior.flip(0), grid=2, index=[f"other {n}" for n in names])
+    for need, arg in (("prior", "prior"), ("grid", "grid"), ("keys", "index")):
+        changed = reference_maps(record.key, x, maps, **{**given, arg: other[arg]})
+        depends = not torch.equal(changed, reference_maps(record.key, x, maps, **given))
+        assert depends == getattr(record, need), f"{record.key}: depends on {arg}: {depends}"
+        if getattr(record, need):
+            with pytest.raises(ValueError, match=f"^{arg}: the {record.key!r} reference needs"):
+                reference_maps(record.key, x, maps, **{**given, arg: None})
+    assert LABELS[record.key] == record.label and (record.key in AT_GRID) == record.grid
 
 
 def test_bad_arguments_are_named(batch):

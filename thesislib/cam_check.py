@@ -43,7 +43,7 @@ COLUMNS = ("iou_cam", "iou_gradcam", "iou_cam_other", "overlap", "max_abs_diff",
 
 
 def _other(targets: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    classes = X._linear_head(model).shape[0]
+    classes = X.linear_head(model).shape[0]
     if classes != 2:
         raise ValueError(f"model: expected a two-class head (the other class is then defined), found {classes} "
                          "classes")

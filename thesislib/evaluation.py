@@ -1,7 +1,8 @@
 """Evaluation: every metric of every heatmap of one model, as a tidy table.
 
 `evaluate(model, data, methods)` returns one row per image x method (explainers and reference
-maps alike) with every per-image metric of `thesislib.metrics.REGISTRY`, flags for empty or
+maps alike) with every per-image metric of `thesislib.metrics.REGISTRY` that the run options turn
+on (`thesislib.metrics.active`; each metric's compute group, below, fills it), flags for empty or
 constant maps, duplicated methods, the time per image, the IoU at other thresholds
 (`thesislib.metrics.iou_curve`), and the model's classification metrics on the whole split
 (repeated on each row, so tables of many runs can be concatenated). `summarize` averages a run's
@@ -12,7 +13,8 @@ rows per method (optionally per class, or for correctly and wrongly classified i
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -22,6 +24,7 @@ from torch import nn
 from thesislib import explain as X
 from thesislib import metrics as M
 from thesislib import references as R
+from thesislib.metrics import localisation
 from thesislib.data import LagDataset
 from thesislib.train import predict
 
@@ -30,24 +33,84 @@ __all__ = ["evaluate", "summarize", "mean_maps", "classification", "stratified_s
 
 DUPLICATE_ATOL = 1e-4  # two methods whose maps differ by at most this on every image are one method
 CONFUSION = ("tn", "fp", "fn", "tp")
-_CLASS_AGNOSTIC_DEFAULT = frozenset({"eigencam"})
 
 
-def _class_agnostic() -> frozenset:
-    return getattr(X, "CLASS_AGNOSTIC", _CLASS_AGNOSTIC_DEFAULT)
+@dataclass(frozen=True)
+class _Batch:
+    """What every compute group reads for one batch: the model, images [N, 3, H, W], targets [N],
+    expert maps [N, H, W] and their Otsu masks, the unmasked confidence [N], and the run options."""
+
+    model: nn.Module
+    x: torch.Tensor
+    targets: torch.Tensor
+    part: torch.Tensor
+    maps: torch.Tensor
+    expert: torch.Tensor
+    y_conf: torch.Tensor
+    options: dict
 
 
-def _per_image_metrics(deletion: bool, road: bool = False, threshold_free: bool = False) -> list[str]:
-    """Registry columns that `evaluate` fills per image (those computed on request only when asked)."""
-    asked = {"deletion_auc": deletion, "insertion_auc": deletion, "road": road,
-             "relevance_rank_accuracy": threshold_free, "top_k_intersection": threshold_free,
-             "pixel_auroc": threshold_free}
-    return [m.name for m in M.registered("localisation") + M.registered("faithfulness")
-            if not m.on_request or asked.get(m.name, False)]
+_GROUPS: dict[str, Callable[[_Batch, torch.Tensor], dict[str, torch.Tensor]]] = {}
 
 
-def _curve_names() -> list[str]:
-    return list(M.curve_columns())
+def _group(name: str):
+    """Decorator: the compute group `name` (`thesislib.metrics.GROUPS`): (batch, heatmaps [N, H, W])
+    -> column -> [N], every registry metric of that group and the flags that come with it."""
+    def add(fn):
+        _GROUPS[name] = fn
+        return fn
+    return add
+
+
+@_group("otsu")
+def _otsu(b: _Batch, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    otsu = M.otsu_ious(h, b.maps)  # both Otsu masks' IoU (A), IoU (BB) and emptiness, in one call
+    return dict(iou_area=otsu["iou_area"], iou_bbox=otsu["iou_bbox"], heatmap_empty=otsu["heatmap_empty"])
+
+
+@_group("expert")
+def _expert(b: _Batch, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {m.name: getattr(localisation, m.name)(h, b.expert).float()
+            for m in M.active(b.options) if m.group == "expert"}
+
+
+@_group("masking")
+def _masking(b: _Batch, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    o_conf = M.masked_confidence(b.model, b.x, h, b.targets, convention="tensor")
+    return dict(average_drop=M.average_drop(b.y_conf, o_conf),
+                increase_in_confidence=M.increase_in_confidence(b.y_conf, o_conf),
+                drop_in_confidence=M.drop_in_confidence(b.y_conf, o_conf))
+
+
+@_group("masking_black")
+def _masking_black(b: _Batch, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    o_black = M.masked_confidence(b.model, b.x, h, b.targets, convention="black")
+    return dict(average_drop_black=M.average_drop(b.y_conf, o_black),
+                increase_in_confidence_black=M.increase_in_confidence(b.y_conf, o_black))
+
+
+@_group("deletion")
+def _deletion(b: _Batch, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    deletion, insertion = M.deletion_insertion(b.model, b.x, h, b.targets, steps=b.options["deletion_steps"])
+    return dict(deletion_auc=deletion, insertion_auc=insertion)
+
+
+@_group("road")
+def _road(b: _Batch, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(int(b.part[0]))  # seeded per batch
+    return {"road": M.road(b.model, b.x, h, b.targets, list(b.options["road_percentiles"]),
+                           generator=generator)["road"]}
+
+
+@_group("threshold_free")
+def _threshold_free(b: _Batch, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    return M.threshold_free(h, b.expert)  # with the IoU curve's columns
+
+
+def _groups_on(options: dict) -> list[str]:
+    """The compute groups of the metrics that `options` turn on, in `thesislib.metrics.GROUPS` order."""
+    wanted = {m.group for m in M.active(options)}
+    return [g for g in M.GROUPS if g in wanted]
 
 
 def classification(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -118,7 +181,7 @@ def _batches(model: nn.Module, data: LagDataset, rows: torch.Tensor, targets_all
     """Per batch: (positions, images, targets, expert maps, method -> maps, method -> seconds per image).
 
     The ceiling and noise references are drawn at the explained layer's grid."""
-    at_grid = {"ceiling", "noise"} & set(references)
+    at_grid = R.AT_GRID & set(references)
     grid = X.grid_at(model, data.batch(slice(0, 1))[0].shape[-1], layer) if at_grid else None
     names = data.names
     for start in range(0, len(rows), batch_size):
@@ -139,7 +202,8 @@ def _batches(model: nn.Module, data: LagDataset, rows: torch.Tensor, targets_all
 def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, references: Sequence[str] = (),
              prior: torch.Tensor | None = None, target: str = "predicted", max_images: int | None = None,
              batch_size: int = 32, deletion_steps: int = 0, correct_only: bool = False, layer: str = "layer4",
-             road_percentiles: Sequence[float] = (), threshold_free: bool = False) -> pd.DataFrame:
+             road_percentiles: Sequence[float] = (), threshold_free: bool = False,
+             metric_sets: Sequence[str] = ()) -> pd.DataFrame:
     """Score the heatmaps of `methods` and the reference maps on `data` against its expert maps.
 
     Args:
@@ -161,6 +225,8 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
             its noise seeded per batch.
         threshold_free: also relevance rank accuracy, top-k intersection, pixel AUROC and the IoU
             curve (`thesislib.metrics.threshold_free`: a sort of every map).
+        metric_sets: also the metrics of these named sets (`thesislib.metrics.SETS`) that are off
+            unless a set asks for them (`Metric.option` "metric_sets").
 
     Returns:
         One row per image x method: image, label, pred, correct, prob_glaucoma, target, method, method_label,
@@ -175,8 +241,13 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
         the classification metrics of the whole split (accuracy, roc_auc, f1, tn, fp, fn, tp).
     """
     _check_args(methods, references, prior, target)
-    X._check_layer(layer)
-    road_percentiles = list(road_percentiles)
+    X.check_layer(layer)
+    options = dict(deletion_steps=deletion_steps, road_percentiles=tuple(road_percentiles),
+                   threshold_free=threshold_free, metric_sets=tuple(metric_sets))
+    unknown = [s for s in options["metric_sets"] if s not in M.SETS]
+    if isinstance(metric_sets, str) or unknown:
+        raise ValueError(f"metric_sets: expected a list of metric sets from {', '.join(M.SETS)}, found {metric_sets!r}")
+    groups = _groups_on(options)
     was_training = model.training
     model.eval()
     logits, labels = predict(model, data)
@@ -188,40 +259,20 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
         rows = rows[preds[rows] == labels[rows]]
     targets_all = preds if target == "predicted" else labels
     names = data.names
-    agnostic = _class_agnostic()
+    agnostic = X.CLASS_AGNOSTIC
     dups = _Duplicates()
     records = []
     try:
         for part, x, targets, maps, heat, seconds in _batches(model, data, rows, targets_all, methods, references,
                                                              prior, batch_size, layer):
-            expert = M.binarize(maps)
-            expert_empty = M.is_empty(expert)
-            y_conf = M.target_confidence(model, x, targets)  # Y does not depend on the map
+            b = _Batch(model, x, targets, part, maps, M.binarize(maps),
+                       M.target_confidence(model, x, targets), options)  # Y does not depend on the map
+            expert_empty = M.is_empty(b.expert)
             dups.update({m: heat[m] for m in methods if m in heat})
             for method, h in heat.items():
-                otsu = M.otsu_ious(h, maps)  # both Otsu masks' IoU (A), IoU (BB) and emptiness, in one call
-                o_conf = M.masked_confidence(model, x, h, targets, convention="tensor")
-                o_black = M.masked_confidence(model, x, h, targets, convention="black")
-                cols = dict(
-                    iou_area=otsu["iou_area"], iou_bbox=otsu["iou_bbox"],
-                    pointing_game=M.pointing_game(h, expert).float(),
-                    relevance_mass=M.relevance_mass(h, expert),
-                    average_drop=M.average_drop(y_conf, o_conf),
-                    increase_in_confidence=M.increase_in_confidence(y_conf, o_conf),
-                    average_drop_black=M.average_drop(y_conf, o_black),
-                    increase_in_confidence_black=M.increase_in_confidence(y_conf, o_black),
-                    drop_in_confidence=M.drop_in_confidence(y_conf, o_conf),
-                    heatmap_empty=otsu["heatmap_empty"], map_empty=expert_empty,
-                    heatmap_constant=h.flatten(1).amax(1) == 0,
-                )
-                if deletion_steps:
-                    cols["deletion_auc"], cols["insertion_auc"] = M.deletion_insertion(
-                        model, x, h, targets, steps=deletion_steps)
-                if road_percentiles:
-                    cols["road"] = M.road(model, x, h, targets, road_percentiles,
-                                          generator=torch.Generator().manual_seed(int(part[0])))["road"]
-                if threshold_free:
-                    cols.update(M.threshold_free(h, expert))
+                cols = {"map_empty": expert_empty, "heatmap_constant": h.flatten(1).amax(1) == 0}
+                for group in groups:
+                    cols.update(_GROUPS[group](b, h))
                 is_ref = method in references
                 label = R.LABELS[method] if is_ref else X.LABELS[method]
                 for k, i in enumerate(part.tolist()):
@@ -233,10 +284,10 @@ def evaluate(model: nn.Module, data: LagDataset, methods: Sequence[str], *, refe
                     records.append(rec)
     finally:
         model.train(was_training)
-    metric_cols = _per_image_metrics(deletion_steps > 0, bool(road_percentiles), threshold_free)
+    metric_cols = [m.name for m in M.active(options)]
     columns = ["image", "label", "pred", "correct", "prob_glaucoma", "target", "method", "method_label", "kind",
                "class_agnostic", "same_as", *metric_cols, "drop_in_confidence", "heatmap_empty", "map_empty",
-               "heatmap_constant", "seconds", *(_curve_names() if threshold_free else [])]
+               "heatmap_constant", "seconds", *(M.curve_columns() if "threshold_free" in groups else [])]
     df = pd.DataFrame.from_records(records)
     if df.empty:
         df = pd.DataFrame(columns=columns)
@@ -277,7 +328,7 @@ def summarize(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     if "kind" not in df.columns:
         df["kind"] = "explainer"
     if "class_agnostic" not in df.columns:
-        df["class_agnostic"] = df["method"].isin(_class_agnostic())
+        df["class_agnostic"] = df["method"].isin(X.CLASS_AGNOSTIC)
     df["same_as"] = df["same_as"].astype(object).fillna("").astype(str) if "same_as" in df.columns else ""
     # a label is not a number: a reference map is named as the code names it now, whenever scored
     is_ref = (df["kind"] == "reference") & df["method"].isin(list(R.LABELS))
@@ -285,7 +336,7 @@ def summarize(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
         df.loc[is_ref, "method_label"] = df.loc[is_ref, "method"].map(R.LABELS)
     keys = ["method"] if by is None else ["method", by]
     present = [m.name for m in M.registered() if m.kind != "classification" and m.name in df.columns]
-    present += [c for c in _curve_names() if c in df.columns]
+    present += [c for c in M.curve_columns() if c in df.columns]
     g = df.groupby(keys, sort=False)
     out = g[present].mean() * 100
     out["n_images"] = g.size()

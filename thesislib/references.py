@@ -14,14 +14,16 @@ method table can show how far an explainer is above a prior and below the resolu
 - "ceiling": the expert map area-downsampled to the model's layer4 grid and upsampled bilinearly
   like a CAM: the best a map at CAM resolution can do.
 
-Like an explainer's map, every reference map is min-max scaled per image to [0, 1]
+Each is one record (`Reference`, in `REGISTRY`, added by a decorator on its draw function), from
+which REFERENCES, LABELS and AT_GRID derive. Like an explainer's map, every reference map is min-max scaled per image to [0, 1]
 (`thesislib.explain.normalize_maps`; a constant map is all zeros).
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +32,9 @@ from torch import nn
 from thesislib.data import denormalize
 from thesislib.explain import grid_at, normalize_maps
 
-__all__ = ["REFERENCES", "LABELS", "GAUSSIAN_SIGMA", "reference_maps", "mean_expert_map", "cam_grid_of",
-           "upsample_like_cam"]
+__all__ = ["Reference", "REGISTRY", "REFERENCES", "LABELS", "AT_GRID", "GAUSSIAN_SIGMA", "reference_maps",
+           "mean_expert_map", "cam_grid_of", "upsample_like_cam"]
 
-REFERENCES = ("prior", "gaussian", "random", "noise", "sobel", "ceiling")
-LABELS = {"prior": "Prior (mean expert map)", "gaussian": "Centred Gaussian", "random": "Pixel noise (uniform)",
-          "noise": "Noise at CAM grid (uniform)", "sobel": "Sobel edges",
-          "ceiling": "Ceiling (expert map at CAM grid)"}
 GAUSSIAN_SIGMA = 0.25  # of the image side: the optic disc region of a centred fundus sits well inside
 # scikit-image's rgb2gray weights (ITU-R BT.709), so "sobel" matches skimage.filters.sobel(rgb2gray(img))
 _GRAY = (0.2125, 0.7154, 0.0721)
@@ -104,6 +102,79 @@ def ceiling_map(expert: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tens
     return upsample_like_cam(small, expert.shape[-2:])
 
 
+@dataclass(frozen=True)
+class Reference:
+    """One reference map: key (its name in configs and tables), label, and how it is drawn.
+
+    draw(images, expert, prior, grid, keys, seed) -> float [N, H, W], before min-max scaling;
+    `reference_maps` checks the inputs a record says it needs: prior (the training split's mean
+    expert map), grid (the explained layer's side: drawn at the CAM grid), keys (one per image,
+    so its noise does not depend on the batch).
+    """
+
+    key: str
+    label: str
+    draw: Callable[..., torch.Tensor]
+    prior: bool = False
+    grid: bool = False
+    keys: bool = False
+
+
+REGISTRY: dict[str, Reference] = {}
+
+
+def _register(key: str, label: str, **needs: bool):
+    """Decorator: record a draw function as the reference `key`."""
+    def add(draw):
+        REGISTRY[key] = Reference(key, label, draw, **needs)
+        return draw
+    return add
+
+
+@_register("prior", "Prior (mean expert map)", prior=True)
+def _draw_prior(images, expert, prior, grid, keys, seed):
+    n, _, h, w = images.shape
+    return prior.float().cpu().expand(n, h, w)
+
+
+@_register("gaussian", "Centred Gaussian")
+def _draw_gaussian(images, expert, prior, grid, keys, seed):
+    n, _, h, w = images.shape
+    return gaussian_map((h, w)).expand(n, h, w)
+
+
+@_register("random", "Pixel noise (uniform)", keys=True)
+def _draw_random(images, expert, prior, grid, keys, seed):
+    h, w = images.shape[-2:]
+    return torch.stack([torch.rand(h, w, generator=torch.Generator().manual_seed(_seed_of(k, seed))) for k in keys])
+
+
+@_register("noise", "Noise at CAM grid (uniform)", grid=True, keys=True)
+def _draw_noise(images, expert, prior, grid, keys, seed):
+    gh, gw = (grid, grid) if isinstance(grid, int) else grid
+    small = torch.stack([torch.rand(gh, gw, generator=torch.Generator().manual_seed(_seed_of(f"noise:{k}", seed)))
+                         for k in keys])
+    return upsample_like_cam(small, images.shape[-2:])
+
+
+@_register("sobel", "Sobel edges")
+def _draw_sobel(images, expert, prior, grid, keys, seed):
+    rgb = denormalize(images.detach().float().cpu())
+    gray = torch.einsum("c,nchw->nhw", torch.tensor(_GRAY), rgb)
+    return sobel_magnitude(gray)
+
+
+@_register("ceiling", "Ceiling (expert map at CAM grid)", grid=True)
+def _draw_ceiling(images, expert, prior, grid, keys, seed):
+    return ceiling_map(expert.float().cpu(), grid)
+
+
+REFERENCES = tuple(REGISTRY)
+LABELS = {k: r.label for k, r in REGISTRY.items()}
+AT_GRID = frozenset(k for k, r in REGISTRY.items() if r.grid)
+"""The references drawn at the explained layer's grid."""
+
+
 def reference_maps(name: str, images: torch.Tensor, expert: torch.Tensor, *, prior: torch.Tensor | None = None,
                    grid: int | tuple[int, int] | None = None, seed: int = 0,
                    index: Sequence | torch.Tensor | None = None) -> torch.Tensor:
@@ -122,44 +193,26 @@ def reference_maps(name: str, images: torch.Tensor, expert: torch.Tensor, *, pri
         float32 [N, H, W] in [0, 1] on the CPU.
     """
     _check(name, images, expert)
+    ref = REGISTRY[name]
     n, _, h, w = images.shape
-    if name == "prior":
+    if ref.prior:
         if prior is None:
-            raise ValueError("prior: the 'prior' reference needs the training split's mean expert map [H, W] "
+            raise ValueError(f"prior: the {name!r} reference needs the training split's mean expert map [H, W] "
                              "(thesislib.references.mean_expert_map(split.train)), found None")
         if tuple(prior.shape) != (h, w):
             raise ValueError(f"prior: expected a map [H, W] = {(h, w)} like the images, "
                              f"found shape {tuple(prior.shape)}")
-        raw = prior.float().cpu().expand(n, h, w)
-    elif name == "gaussian":
-        raw = gaussian_map((h, w)).expand(n, h, w)
-    elif name in ("random", "noise"):
+    keys = None
+    if ref.keys:
         if index is None or len(index) != n:
             found = None if index is None else f"{len(index)} keys"
             raise ValueError(f"index: the {name!r} reference needs one key per image ({n}), e.g. the image "
                              f"names, so each image's noise does not depend on its batch; found {found}")
         keys = index.tolist() if isinstance(index, torch.Tensor) else list(index)
-        if name == "random":
-            raw = torch.stack([torch.rand(h, w, generator=torch.Generator().manual_seed(_seed_of(k, seed)))
-                               for k in keys])
-        else:
-            if grid is None:
-                raise ValueError("grid: the 'noise' reference needs the explained layer's side "
-                                 "(thesislib.references.cam_grid_of(model, input_size)), found None")
-            gh, gw = (grid, grid) if isinstance(grid, int) else grid
-            small = torch.stack([torch.rand(gh, gw, generator=torch.Generator().manual_seed(_seed_of(f"noise:{k}", seed)))
-                                 for k in keys])
-            raw = upsample_like_cam(small, (h, w))
-    elif name == "sobel":
-        rgb = denormalize(images.detach().float().cpu())
-        gray = torch.einsum("c,nchw->nhw", torch.tensor(_GRAY), rgb)
-        raw = sobel_magnitude(gray)
-    else:  # ceiling
-        if grid is None:
-            raise ValueError("grid: the 'ceiling' reference needs the model's layer4 side "
-                             "(thesislib.references.cam_grid_of(model, input_size)), found None")
-        raw = ceiling_map(expert.float().cpu(), grid)
-    return normalize_maps(raw.contiguous())
+    if ref.grid and grid is None:
+        raise ValueError(f"grid: the {name!r} reference needs the explained layer's side "
+                         "(thesislib.references.cam_grid_of(model, input_size)), found None")
+    return normalize_maps(ref.draw(images, expert, prior, grid, keys, seed).contiguous())
 
 
 def mean_expert_map(dataset, batch_size: int = 512) -> torch.Tensor:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from thesislib.study.grids import Grid
 
 from thesislib import explain as X
-from thesislib.metrics import average_ranks
+from thesislib.metrics import average_ranks, registered
 
 __all__ = ["STAGES", "FLAG_AFTER", "FLAG_SPEARMAN", "FLAG_CONSTANT", "FINDINGS", "SSIM_WINDOW", "HOG_OPTIONS",
            "stage_modules", "reinitialise", "cascade", "rank_correlation", "ssim", "hog_similarity",
@@ -242,21 +242,38 @@ def model_randomisation(model: nn.Module, images: torch.Tensor, methods: Sequenc
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
     original = maps_of(model)
+    compare = _comparisons()
     rows = []
     for seed in seeds:
         for step, (stage, randomised) in enumerate(cascade(model, stages, seed), start=1):
             for method, maps in maps_of(randomised).items():
-                rho = rank_correlation(original[method], maps)
-                sim = ssim(original[method], maps)
-                hogs = hog_similarity(original[method], maps)
+                values = {name: fn(original[method], maps) for name, fn in compare.items()}
                 constant = maps.flatten(1).amax(1) == 0
                 for i in range(len(images)):
-                    rows.append(dict(seed=int(seed), stage=stage, step=step, method=method,
-                                     method_label=X.LABELS[method], image=i, spearman=float(rho[i]),
-                                     abs_spearman=abs(float(rho[i])), ssim=float(sim[i]), hog=float(hogs[i]),
-                                     constant=bool(constant[i])))
-    return pd.DataFrame(rows, columns=["seed", "stage", "step", "method", "method_label", "image", "spearman",
-                                       "abs_spearman", "ssim", "hog", "constant"])
+                    row = dict(seed=int(seed), stage=stage, step=step, method=method, method_label=X.LABELS[method],
+                               image=i)
+                    for name, v in values.items():
+                        row[name] = float(v[i])
+                        if name == "spearman":
+                            row["abs_spearman"] = abs(float(v[i]))
+                    rows.append({**row, "constant": bool(constant[i])})
+    columns = ["seed", "stage", "step", "method", "method_label", "image"]
+    for name in compare:
+        columns += [name, "abs_spearman"] if name == "spearman" else [name]
+    return pd.DataFrame(rows, columns=[*columns, "constant"])
+
+
+# the randomisation metrics of the registry: (original maps, randomised maps) [N, H, W] -> [N]
+_COMPARE = {"spearman": rank_correlation, "ssim": ssim, "hog": hog_similarity}
+
+
+def _comparisons() -> dict:
+    """Registry name -> its comparison, for every randomisation metric (`thesislib.metrics.REGISTRY`)."""
+    names = [m.name for m in registered("randomisation")]
+    missing = [n for n in names if n not in _COMPARE]
+    if missing:
+        raise ValueError(f"randomisation metrics {missing} are registered but have no comparison in thesislib.sanity")
+    return {n: _COMPARE[n] for n in names}
 
 
 SANITY_VERSION = 2  # bump when what a cached sanity table means changes (2: HOG and |rho| columns)

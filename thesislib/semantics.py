@@ -47,11 +47,11 @@ RECORDED: dict[str, Any] = {
         "data": "dd30381a2140b903",
         "synth": "33fb3e1e7345ace3",
         "models": "6be16845bda579eb",
-        "train": "9fa8ed9dbf9d3b2c",
-        "evaluation": "5b641d96a0b831b4",
-        "metrics": "1bc33c1ba5c9cee8",
-        "explain": "123a24789d716e48",
-        "references": "bd58db7937976fbd",
+        "train": "0244cd88a01f2a83",
+        "evaluation": "27d7d163785120e1",
+        "metrics": "7c2cbcbfd61d89f3",
+        "explain": "7008ff66ca8bf43d",
+        "references": "3eed458d48fd95f6",
     },
 }
 # --- end of record ---

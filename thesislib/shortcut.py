@@ -27,8 +27,7 @@ __all__ = ["CORNER", "CORNERS", "MARKER_LEVEL", "MARKER_MASS", "marker_corners",
 CORNER = 0.3  # side of the corner square, as a fraction of the image side (the disc stays below 1/3)
 CORNERS = ("top left", "top right", "bottom left", "bottom right")  # the generator's numbering
 MARKER_LEVEL = 0.6  # darkest channel of the marker (light grey, 0.9) above this; retina and spots stay below
-MARKER_MASS = "marker_mass"  # the column; lower is better for an explanation (the marker is not the evidence)
-_MARKER_LABEL = "Mass in the marker corner"
+MARKER_MASS = "marker_mass"  # the column, a registered metric (`thesislib.metrics.REGISTRY`)
 
 
 def _box(size: int, corner: int, lo: float, hi: float) -> tuple[slice, slice]:
@@ -213,8 +212,6 @@ def marked_rows(data, n: int) -> list[int]:
 def _label(metric: str) -> str:
     from thesislib.metrics import REGISTRY
 
-    if metric == MARKER_MASS:
-        return f"↓ {_MARKER_LABEL}"
     m = REGISTRY[metric]
     return f"{m.arrow} {m.label}"
 
@@ -222,7 +219,7 @@ def _label(metric: str) -> str:
 def _higher(metric: str) -> bool:
     from thesislib.metrics import REGISTRY
 
-    return False if metric == MARKER_MASS else REGISTRY[metric].higher
+    return REGISTRY[metric].higher
 
 
 def aggregate(scores: pd.DataFrame) -> pd.DataFrame:
@@ -238,7 +235,8 @@ def aggregate(scores: pd.DataFrame) -> pd.DataFrame:
     if scores.empty:
         raise ValueError("scores: expected cross_evaluate rows, found none")
     keyed = scores.assign(setting=scores["setting"] + " → " + scores["test_set"])
-    long = tables.aggregate(keyed)
+    # the marker mass is aggregated below, over the marked images only
+    long = tables.aggregate(keyed.drop(columns=[MARKER_MASS], errors="ignore"))
     runs = tables.with_defaults(keyed)
     g = runs.dropna(subset=[MARKER_MASS]).groupby(["family", "setting", "method_label"], sort=False)
     mass = g[MARKER_MASS].agg(mean="mean", std="std", n="count").reset_index()
@@ -267,6 +265,7 @@ def summary_table(long: pd.DataFrame, metrics: Sequence[str], methods: Sequence[
         A `thesislib.tables.Table`, with a note on flagged runs and on the marker mass.
     """
     from thesislib import tables
+    from thesislib.metrics import REGISTRY
     from thesislib.references import LABELS as REFERENCE_LABELS
 
     part = long[long["metric"].isin(list(metrics)) & long["method"].isin(list(methods))]
@@ -290,7 +289,7 @@ def summary_table(long: pd.DataFrame, metrics: Sequence[str], methods: Sequence[
     if flagged:
         notes.append(tables.FLAG_RULE)
     if MARKER_MASS in metrics:
-        notes.append(f"{_MARKER_LABEL}: the share of a map's mass in the corner square (side {CORNER:g} of the "
+        notes.append(f"{REGISTRY[MARKER_MASS].label}: the share of a map's mass in the corner square (side {CORNER:g} of the "
                      f"image side) that holds the image's marker, over the images that carry one; a map spread "
                      f"evenly puts {100 * CORNER ** 2:.0f} % there. No marker, no value (—).")
     return tables.Table(frame, [], notes)

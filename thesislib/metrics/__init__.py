@@ -5,7 +5,8 @@
 
 One module per job:
 
-    registry        what each metric is (`Metric`, `REGISTRY`, `registered`)
+    registry        what each metric is, which group computes it and which option turns it on
+                    (`Metric`, `REGISTRY`, `registered`, `in_set`, `active`)
     maps            shape checks and boolean counts shared by the others (`is_empty`)
     otsu            Otsu's threshold and foreground, as scikit-image's `threshold_otsu`
     kernels         the compiled CPU code (numba) behind otsu and localisation, and its switch
@@ -19,7 +20,8 @@ Per-image metrics are fractions in [0, 1]; tables multiply by 100. Empty foregro
 never NaN; callers flag them with `is_empty`.
 """
 
-from thesislib.metrics.registry import KINDS, REGISTRY, Metric, registered
+from thesislib.metrics.registry import (GROUPS, KINDS, OPTIONS, REGISTRY, SETS, Metric, active, in_set, per_image,
+                                        registered)
 from thesislib.metrics.maps import is_empty
 from thesislib.metrics.otsu import binarize, otsu_threshold
 from thesislib.metrics.localisation import (box_iou, boxes, iou_area, iou_bbox, otsu_ious, pointing_game,
@@ -33,7 +35,7 @@ from thesislib.metrics.faithfulness import (CONVENTIONS, ROAD_NOISE, average_dro
 from thesislib.metrics.classification import accuracy, confusion_matrix, f1_score, roc_auc
 
 __all__ = [
-    "Metric", "REGISTRY", "registered", "KINDS",
+    "Metric", "REGISTRY", "registered", "KINDS", "GROUPS", "OPTIONS", "SETS", "in_set", "per_image", "active",
     "otsu_threshold", "binarize", "is_empty", "iou_area", "boxes", "box_iou", "iou_bbox", "otsu_ious",
     "pointing_game", "relevance_mass", "CONVENTIONS", "masked_inputs", "target_confidence",
     "masked_confidence", "confidences", "average_drop", "drop_in_confidence",

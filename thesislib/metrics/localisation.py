@@ -12,7 +12,8 @@ from thesislib.metrics import kernels
 from thesislib.metrics.maps import check_maps, count_true, is_empty
 from thesislib.metrics.otsu import binarize, check_otsu_input
 
-__all__ = ["iou_area", "boxes", "box_iou", "iou_bbox", "otsu_ious", "pointing_game", "relevance_mass"]
+__all__ = ["iou_area", "boxes", "box_iou", "iou_bbox", "otsu_ious", "pointing_game", "relevance_mass",
+           "centroid_distance"]
 
 
 def _any(mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -173,3 +174,29 @@ def relevance_mass(heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     total = h.sum(1)
     inside = (h * mask.flatten(1).float()).sum(1)
     return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+
+
+def centroid_distance(heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Distance between the centre of mass of each heatmap and that of its expert mask, as a
+    fraction of the image diagonal (sqrt(H^2 + W^2)); 1 where either has no mass (no centre).
+
+    Args:
+        heatmap: float [N, H, W], non-negative (its values weigh the pixels).
+        mask: bool [N, H, W], the expert map's Otsu foreground (its pixels weigh alike).
+    Returns:
+        float32 [N] in [0, 1]; tables show it in % of the diagonal.
+    """
+    check_maps("centroid_distance: heatmap", heatmap)
+    check_maps("centroid_distance: mask", mask, like=heatmap)
+    _, h, w = heatmap.shape
+    rows = torch.arange(h, dtype=torch.float64, device=heatmap.device)
+    cols = torch.arange(w, dtype=torch.float64, device=heatmap.device)
+    centres, masses = [], []
+    for m in (heatmap.double(), mask.double()):
+        mass = m.sum((1, 2))
+        safe = mass.clamp_min(1e-300)
+        centres.append(((m.sum(2) * rows).sum(1) / safe, (m.sum(1) * cols).sum(1) / safe))
+        masses.append(mass)
+    (hy, hx), (my, mx) = centres
+    distance = torch.hypot(hy - my, hx - mx) / (h * h + w * w) ** 0.5
+    return torch.where((masses[0] > 0) & (masses[1] > 0), distance, torch.ones_like(distance)).float()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from thesislib.explain import LAYERS, METHODS
 from thesislib.models import NORMS, STEMS, cam_grid, pooled_dim, scaled_precode_k
+from thesislib.metrics.registry import SETS
 from thesislib.references import REFERENCES
 from thesislib.train import OPTIMIZERS, PENALTIES
 
@@ -84,6 +85,7 @@ class RunConfig:
     layer: str = "layer4"  # the stage explainers read (CAM: layer4 only)
     road_percentiles: tuple[float, ...] = ()  # ROAD at these percentiles (pytorch-grad-cam's meaning); () off
     threshold_free: bool = False  # rank accuracy, top-k intersection, pixel AUROC, IoU at other thresholds
+    metric_sets: tuple[str, ...] = ()  # named metric sets off by default that are also computed (metrics.SETS)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -258,6 +260,8 @@ class RunConfig:
         choice("layer", LAYERS)
         if not isinstance(self.threshold_free, bool):
             fail("threshold_free", "true or false")
+        if not isinstance(self.metric_sets, tuple) or any(s not in SETS for s in self.metric_sets):
+            fail("metric_sets", "a list (possibly empty) of metric sets from " + ", ".join(SETS))
         if not isinstance(self.road_percentiles, tuple) or any(
                 isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 100 for v in self.road_percentiles):
             fail("road_percentiles", "a list (possibly empty) of percentiles in (0, 100), e.g. [80]")
@@ -281,7 +285,7 @@ TRAINING = ("input_size", "split", "split_seed", "depth", "width", "stem", "norm
             "precode_k", "precode_beta", "penalty", "penalty_lambda", "epochs", "batch_size", "lr", "warmup_steps", "seed",
             "track_every", "track_method", "track_images", "optimizer", "train_fraction", "skip_corrupt", "shuffle_labels")
 EVALUATION = ("methods", "references", "eval_split", "target", "eval_images", "deletion_steps", "layer",
-              "road_percentiles", "threshold_free")
+              "road_percentiles", "threshold_free", "metric_sets")
 
 
 @dataclass(frozen=True)
@@ -306,9 +310,10 @@ class EvalSpec:
     layer: str
     road_percentiles: tuple[float, ...]
     threshold_free: bool
+    metric_sets: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        for name in ("methods", "references", "road_percentiles"):
+        for name in ("methods", "references", "road_percentiles", "metric_sets"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -341,6 +346,8 @@ class EvalSpec:
             del out["road_percentiles"]
         if not self.threshold_free:
             del out["threshold_free"]
+        if not self.metric_sets:
+            del out["metric_sets"]
         return out
 
     def eval_id(self) -> str:
@@ -361,9 +368,11 @@ class EvalSpec:
 
     def evaluate_kwargs(self) -> dict[str, Any]:
         """Every keyword argument of `thesislib.evaluation.evaluate` that the spec sets (besides
-        methods and prior): `map_kwargs` plus deletion_steps, road_percentiles, threshold_free."""
+        methods and prior): `map_kwargs` plus deletion_steps, road_percentiles, threshold_free,
+        metric_sets."""
         return dict(self.map_kwargs(), deletion_steps=self.deletion_steps,
-                    road_percentiles=list(self.road_percentiles), threshold_free=self.threshold_free)
+                    road_percentiles=list(self.road_percentiles), threshold_free=self.threshold_free,
+                    metric_sets=list(self.metric_sets))
 
     def evaluate(self, model: Any, data: Any, *, prior: Any = None, batch_size: int = 32) -> "pd.DataFrame":
         """`thesislib.evaluation.evaluate` of `methods` with every setting of the spec; returns its
