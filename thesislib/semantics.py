@@ -4,8 +4,8 @@ the versions that key the runs cache.
 A run directory is keyed by its config, its data's content and `SEMANTICS`; its evaluations by
 their settings and `EVAL_SEMANTICS` (thesislib/study/config.py). Runs made by code whose numbers
 meant something else must not be reused, so those versions are bumped with any change that alters
-a stored number. To make forgetting impossible, `RECORDED` below holds a hash of the normalised
-source of every module that produces stored numbers (its syntax tree without docstrings, written
+a stored number. To make forgetting impossible, the record (tests/data/semantics.json, read as
+`RECORDED`) holds a hash of the normalised source of every module that produces stored numbers (its syntax tree without docstrings, written
 back out: comments, docstrings and formatting do not count), together with the versions it was
 recorded at (a covered package: of each of its modules, together). tests/test_semantics.py fails
 when the code differs from the record. Then decide:
@@ -23,8 +23,8 @@ import argparse
 import ast
 import functools
 import hashlib
+import json
 import platform
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,23 +38,22 @@ EVALUATION_MODULES = ("evaluation", "metrics", "explain", "references")
 _PACKAGE = Path(__file__).resolve().parent
 _COMMAND = "python -m thesislib.semantics --update"
 
-# --- recorded by `python -m thesislib.semantics --update`; do not edit by hand ---
-RECORDED: dict[str, Any] = {
-    "semantics": 2,
-    "eval_semantics": 2,
-    "python": "3.11.7",
-    "modules": {
-        "data": "dd30381a2140b903",
-        "synth": "33fb3e1e7345ace3",
-        "models": "6be16845bda579eb",
-        "train": "0244cd88a01f2a83",
-        "evaluation": "27d7d163785120e1",
-        "metrics": "7c2cbcbfd61d89f3",
-        "explain": "7008ff66ca8bf43d",
-        "references": "3eed458d48fd95f6",
-    },
-}
-# --- end of record ---
+# the record: what `python -m thesislib.semantics --update` wrote; only tests/test_semantics.py and
+# that command read it, so a new module, metric or option off by default changes no file of the package
+RECORD = _PACKAGE.parent / "tests" / "data" / "semantics.json"
+
+
+def _read_record(path: Path = RECORD) -> dict[str, Any]:
+    """The recorded versions and fingerprints; empty when the file is absent (an installed package)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); expected the record `{_COMMAND}` writes") from None
+
+
+RECORDED: dict[str, Any] = _read_record()
 
 
 def normalised_source(text: str) -> str:
@@ -110,7 +109,7 @@ def problems(recorded: dict[str, Any] | None = None, now: dict[str, Any] | None 
     recorded = RECORDED if recorded is None else recorded
     now = current() if now is None else now
     if not recorded.get("modules"):
-        return [f"thesislib/semantics.py: no fingerprints recorded; expected a record: run `{_COMMAND}`"]
+        return [f"{RECORD.relative_to(_PACKAGE.parent).as_posix()}: no fingerprints recorded; expected a record: run `{_COMMAND}`"]
     old, new = recorded["modules"], now["modules"]
     changed = sorted(m for m in set(old) | set(new) if old.get(m) != new.get(m))
     out = []
@@ -129,23 +128,12 @@ def problems(recorded: dict[str, Any] | None = None, now: dict[str, Any] | None 
 
 
 def update(path: Path | None = None) -> dict[str, Any]:
-    """Write `current()` into the RECORDED block of this file and return it."""
+    """Write `current()` to the record (tests/data/semantics.json) and return it."""
     from thesislib.atomic import atomic_write_text
 
-    path = path or Path(__file__)
+    path = path or RECORD
     record = current()
-    lines = ["RECORDED: dict[str, Any] = {",
-             f"    \"semantics\": {record['semantics']},",
-             f"    \"eval_semantics\": {record['eval_semantics']},",
-             f"    \"python\": \"{record['python']}\",",
-             "    \"modules\": {"]
-    lines += [f"        \"{m}\": \"{h}\"," for m, h in record["modules"].items()]
-    lines += ["    },", "}"]
-    text = path.read_text()
-    block = re.compile(r"(# --- recorded by .*?---\n).*?(\n# --- end of record ---)", re.S)
-    if not block.search(text):
-        raise ValueError(f"{path}: the RECORDED block's markers are missing; expected them around RECORDED")
-    atomic_write_text(path, block.sub(lambda m: m.group(1) + "\n".join(lines) + m.group(2), text, count=1))
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return record
 
 
