@@ -476,3 +476,27 @@ def test_road_imputation_is_the_librarys_linear_system():
     assert torch.allclose(ours[0], ref, atol=1e-6)
     assert torch.equal(ours[0][:, keep[0]], x[0][:, keep[0]])  # kept pixels stay
     assert torch.equal(ours[1], torch.zeros_like(ours[1]))
+
+
+def test_energy_in_box_is_the_heat_inside_the_expert_masks_box():
+    """Against a per-image loop over scikit-image's region bounding box; on request only."""
+    from skimage.measure import regionprops
+
+    from thesislib.metrics.localisation import energy_in_box
+
+    g = torch.Generator().manual_seed(1)
+    heat = torch.rand(4, 20, 30, generator=g) ** 3
+    mask = torch.zeros(4, 20, 30, dtype=torch.bool)
+    mask[0, 3:9, 5:12] = True
+    mask[1, 0, 0] = mask[1, 19, 29] = True  # two pixels: the box is the whole image
+    mask[2, 10:20, 25:30] = True
+    heat[3] = 0
+    mask[3, 2:4, 2:4] = True
+    got = energy_in_box(heat, mask)
+    for i in range(3):
+        r0, c0, r1, c1 = regionprops(mask[i].numpy().astype(np.uint8))[0].bbox
+        want = heat[i, r0:r1, c0:c1].double().sum() / heat[i].double().sum()
+        assert got[i].item() == pytest.approx(want.item(), abs=1e-6)
+    assert got[1] == pytest.approx(1.0) and got[3] == 0
+    record = M.REGISTRY["energy_in_box"]
+    assert record.higher and not record.on({}) and record.on({"metric_sets": ["geometry"]})

@@ -13,7 +13,7 @@ from thesislib.metrics.maps import check_maps, count_true, is_empty
 from thesislib.metrics.otsu import binarize, check_otsu_input
 
 __all__ = ["iou_area", "boxes", "box_iou", "iou_bbox", "otsu_ious", "pointing_game", "relevance_mass",
-           "centroid_distance"]
+           "centroid_distance", "energy_in_box"]
 
 
 def _any(mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -200,3 +200,27 @@ def centroid_distance(heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     (hy, hx), (my, mx) = centres
     distance = torch.hypot(hy - my, hx - mx) / (h * h + w * w) ** 0.5
     return torch.where((masses[0] > 0) & (masses[1] > 0), distance, torch.ones_like(distance)).float()
+
+
+def energy_in_box(heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The energy-based pointing game (Wang et al. 2020, Score-CAM, section 4.2): the share of each
+    heatmap's sum inside the box that encloses its expert mask (`boxes`); 0 where either is empty.
+
+    Args:
+        heatmap: float [N, H, W], non-negative.
+        mask: bool [N, H, W], the expert map's Otsu foreground.
+    Returns:
+        float32 [N] in [0, 1]; tables show it in %.
+    """
+    check_maps("energy_in_box: heatmap", heatmap)
+    check_maps("energy_in_box: mask", mask, like=heatmap)
+    _, h, w = heatmap.shape
+    x0, y0, x1, y1 = boxes(mask).to(heatmap.device).unbind(1)
+    cols = torch.arange(w, device=heatmap.device)
+    rows = torch.arange(h, device=heatmap.device)
+    inside = ((rows[None, :, None] >= y0[:, None, None]) & (rows[None, :, None] < y1[:, None, None])
+              & (cols[None, None, :] >= x0[:, None, None]) & (cols[None, None, :] < x1[:, None, None]))
+    heat = heatmap.double()
+    total = heat.sum((1, 2))
+    share = (heat * inside).sum((1, 2)) / total.clamp_min(1e-300)
+    return torch.where(total > 0, share, torch.zeros_like(share)).float()

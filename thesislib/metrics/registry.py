@@ -112,6 +112,9 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
     # centre of mass of the map vs of the expert mask, in % of the image diagonal; on request
     Metric("centroid_distance", "Centre distance", False, "localisation", group="expert", option="metric_sets",
            sets=("geometry",)),
+    # the energy-based pointing game: the map's share inside the expert mask's box; on request
+    Metric("energy_in_box", "Energy in box", True, "localisation", group="expert", option="metric_sets",
+           sets=("geometry",)),
     Metric("deletion_auc", "Deletion AUC", False, "faithfulness", group="deletion", option="deletion_steps",
            sets=(*_FAITHFUL, *_FREE)),
     Metric("insertion_auc", "Insertion AUC", True, "faithfulness", group="deletion", option="deletion_steps",
