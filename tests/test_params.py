@@ -1,6 +1,7 @@
 """Params files agree with their notebooks, and each scale expands to the grid it promises."""
 
 import ast
+import json
 from pathlib import Path
 
 import papermill as pm
@@ -18,6 +19,35 @@ NOTEBOOKS = study.NOTEBOOKS
 def _parameters(name: str) -> dict:
     params = pm.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"))
     return {k: ast.literal_eval(v["default"]) for k, v in params.items()}
+
+
+# Every scale's merged params of every notebook, as load_params gave them before the layers were split
+# (tests/data/merged_params.json: "all", and "notebook" for the keys its parameters cell takes). A
+# deliberate change of a merged value updates it, and the commit says so:
+#   python -c "import tests.test_params as t; t.write_snapshot()"
+SNAPSHOT = ROOT / "tests" / "data" / "merged_params.json"
+
+
+def _merged(scale: str, name: str) -> dict:
+    path = ROOT / "params" / scale / f"{name}.yaml"
+    return {"all": study.load_params(path), "notebook": study.load_params(path, keys=_parameters(name))}
+
+
+def write_snapshot() -> None:
+    """Record today's merged params of every scale and notebook in SNAPSHOT."""
+    merged = {f"{scale}/{name}": _merged(scale, name) for scale in SCALES for name in NOTEBOOKS}
+    SNAPSHOT.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_merged_params_are_exactly_the_recorded_ones(scale, name):
+    """Layering the params files changes no merged value: the same keys, values and types (1 is not 1.0)."""
+    expected = json.loads(SNAPSHOT.read_text())[f"{scale}/{name}"]
+    got = _merged(scale, name)
+    for part in ("all", "notebook"):
+        assert json.dumps(got[part], sort_keys=True, indent=1) == json.dumps(expected[part], sort_keys=True, indent=1), \
+            f"params/{scale}/{name}.yaml ({part}) merges to other values than {SNAPSHOT.name} records"
 
 
 def _same_shape(a, b) -> bool:
