@@ -171,8 +171,45 @@ def test_shared_params_are_written_once_per_scale():
     for scale in SCALES:
         assert (ROOT / "params" / scale / "shared.yaml").is_file()
         for name in NOTEBOOKS:
-            own = yaml.safe_load((ROOT / "params" / scale / f"{name}.yaml").read_text())
+            own = yaml.safe_load((ROOT / "params" / scale / f"{name}.yaml").read_text()) or {}
             assert not {"data", "runs", "seeds"} & set(own), f"params/{scale}/{name}.yaml repeats shared keys"
+
+
+def _restated(own: dict, under: dict, where: str = "") -> list[str]:
+    """The keys of `own` (at any depth of mappings) whose value `under` already has."""
+    out = []
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(under.get(key), dict):
+            out += _restated(value, under[key], f"{where}{key}.")
+        elif key in under and json.dumps(under[key], sort_keys=True) == json.dumps(value, sort_keys=True):
+            out.append(where + key)
+    return out
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_a_scale_holds_only_what_differs_from_the_study_design(scale):
+    """The study design (params/study/<notebook>.yaml) is written once: a scale's notebook file
+    restates none of its values, nor of its shared.yaml's, and the design holds no scale's keys."""
+    for name in NOTEBOOKS:
+        design = yaml.safe_load((ROOT / "params" / "study" / f"{name}.yaml").read_text()) or {}
+        assert not {"data", "runs", "seeds", "executor"} & set(design), f"params/study/{name}.yaml"
+        under = study.merge_params(design, yaml.safe_load((ROOT / "params" / scale / "shared.yaml").read_text()))
+        own = yaml.safe_load((ROOT / "params" / scale / f"{name}.yaml").read_text()) or {}
+        assert not _restated(own, under), f"params/{scale}/{name}.yaml restates {_restated(own, under)}"
+
+
+def test_layers_merge_mappings_key_by_key_and_a_later_layer_wins(tmp_path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "study" / "01_depth.yaml").write_text("base: {depth: 50, epochs: 3}\nexperiments: {depth: [{depth: 18}]}\n")
+    (tmp_path / "s" / "shared.yaml").write_text("seeds: [0]\nbase: {epochs: 5, width: 0.5}\n")
+    (tmp_path / "s" / "01_depth.yaml").write_text("base: {width: 0.25}\n")
+    assert study.params_layers(tmp_path / "s" / "01_depth.yaml") == [
+        tmp_path / "study" / "01_depth.yaml", tmp_path / "s" / "shared.yaml", tmp_path / "s" / "01_depth.yaml"]
+    assert study.load_params(tmp_path / "s" / "01_depth.yaml") == {
+        "base": {"depth": 50, "epochs": 5, "width": 0.25}, "experiments": {"depth": [{"depth": 18}]}, "seeds": [0]}
+    assert study.load_params(tmp_path / "s" / "01_depth.yaml", keys=["base", "experiments"])["base"]["epochs"] == 5
+    assert "seeds" not in study.load_params(tmp_path / "s" / "01_depth.yaml", keys=["base", "experiments"])
 
 
 def test_a_setting_left_out_of_a_scale_is_named_with_its_reason_under_its_table():

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["FAMILIES", "NOTEBOOKS", "BEYOND", "Grid", "grid", "study_grid", "notebook_results", "setting_label",
-           "load_params", "long_run_experiments", "mean_maps", "input_scaling", "bottlenecks"]
+           "load_params", "merge_params", "params_layers", "long_run_experiments", "mean_maps", "input_scaling",
+           "bottlenecks"]
 
 # family -> (thesis table, title); the order is the report's
 FAMILIES = {
@@ -387,6 +388,7 @@ def long_run_experiments(long_run: dict[str, Any]) -> dict[str, list[dict[str, A
 
 
 SHARED = "shared.yaml"
+STUDY = "study"  # params/study/<notebook>.yaml: the study design, under every scale
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -405,29 +407,53 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return params
 
 
-def load_params(path: str | os.PathLike, *, keys: Any = None) -> dict[str, Any]:
-    """A notebook's params YAML (yaml.safe_load) over its scale's shared.yaml, with files named in errors.
+def merge_params(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged over `under`: mappings key by key, at every depth; anything else (a list, a
+    number, null) from `over` replaces what `under` has."""
+    out = dict(under)
+    for key, value in over.items():
+        both = isinstance(out.get(key), dict) and isinstance(value, dict)
+        out[key] = merge_params(out[key], value) if both else value
+    return out
 
-    Per scale, `shared.yaml` beside the notebook's file holds what every notebook of that scale
-    shares (data, runs, seeds, base); the notebook's file holds only what differs. Its keys win,
-    and its `base` is merged key by key over the shared `base`.
+
+def params_layers(path: str | os.PathLike) -> list[Path]:
+    """The files a notebook's params merge, in order: the study design (params/study/<notebook>.yaml,
+    beside the scale's folder), the scale's shared.yaml, the notebook's own file; those that exist."""
+    path = Path(path)
+    if path.name == SHARED:
+        return [path]
+    layers = [path.parent.parent / STUDY / path.name, path.parent / SHARED]
+    if path.parent.name == STUDY:
+        layers = []
+    return [p for p in layers if p.is_file()] + [path]
+
+
+def load_params(path: str | os.PathLike, *, keys: Any = None) -> dict[str, Any]:
+    """A notebook's params: its layers merged (`params_layers`: the study design, then its scale's
+    shared.yaml, then its own file; `merge_params`), with files named in errors.
+
+    The study design (params/study/<notebook>.yaml) holds the experiments, settings and methods
+    once; per scale, `shared.yaml` holds what every notebook of that scale shares (data, runs,
+    executor, seeds, base) and the notebook's file only what differs from both. A later layer
+    wins; mappings (`base`, `experiments`, ...) are merged key by key.
 
     Args:
-        path: the notebook's params file.
-        keys: the notebook's parameter names; shared keys it does not take are left out (its own
-            file's keys are always kept, so a misspelt key still fails where it is used).
+        path: the notebook's params file of a scale, e.g. params/default/01_depth.yaml.
+        keys: the notebook's parameter names; shared keys it does not take are left out (the study
+            design's and its own file's keys are always kept, so a misspelt key still fails where
+            it is used).
+
+    Raises:
+        ConfigError: a layer that is missing, not YAML or not a mapping.
     """
     path = Path(path)
-    params = _read_yaml(path)
-    shared_path = path.parent / SHARED
-    if path.name == SHARED or not shared_path.is_file():
-        return params
-    shared = _read_yaml(shared_path)
-    if keys is not None:
-        shared = {k: v for k, v in shared.items() if k in set(keys)}
-    merged = {**shared, **params}
-    if isinstance(shared.get("base"), dict) and isinstance(params.get("base"), dict):
-        merged["base"] = {**shared["base"], **params["base"]}
+    merged: dict[str, Any] = {}
+    for layer in params_layers(path):
+        params = _read_yaml(layer)
+        if layer.name == SHARED and layer != path and keys is not None:
+            params = {k: v for k, v in params.items() if k in set(keys)}
+        merged = merge_params(merged, params)
     return merged
 
 
