@@ -71,6 +71,23 @@ def test_params_file_matches_the_notebooks_parameters_cell(scale, name):
         assert _same_shape(value, defaults[key]), f"params/{scale}/{name}.yaml: {key}"
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_notebooks_parameters_cell_holds_the_smoke_scale(name):
+    """Opened in jupyter, a notebook runs at smoke scale: its parameters cell equals the smoke
+    scale's merged params (a name smoke leaves to the notebook stays empty), and the markdown above
+    the cell says so and how to get the default scale's."""
+    cell = _parameters(name)
+    smoke = study.load_params(ROOT / "params" / "smoke" / f"{name}.yaml", keys=cell)
+    for key, value in smoke.items():
+        assert json.dumps(cell[key], sort_keys=True) == json.dumps(value, sort_keys=True), \
+            f"{name}.ipynb: {key} differs from params/smoke/{name}.yaml merged"
+    assert all(cell[k] in (None, {}, []) for k in set(cell) - set(smoke)), name
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    at = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c["metadata"].get("tags", []))
+    above = "".join(nb["cells"][at - 1]["source"])
+    assert "smoke scale" in above and f"thesislib params params/default/{name}.yaml" in above, name
+
+
 @pytest.mark.parametrize("scale", SCALES)
 def test_every_params_file_builds_valid_run_configs(scale, monkeypatch):
     monkeypatch.setenv("THESISLIB_DATA", "/data/LAG")
