@@ -22,6 +22,7 @@ import pandas as pd
 
 from thesislib.evaluation import summarize
 from thesislib.study.config import ConfigError, RunConfig
+from thesislib.study.executors import Executor, ExecutorSpec, executor_of
 from thesislib.study.runs import Run, run_all
 
 if TYPE_CHECKING:
@@ -116,16 +117,19 @@ class Grid:
         table: one row per family x setting x seed: family, setting, seed, overrides (JSON),
             config (RunConfig). A run shared by several families (a baseline) has one row in each.
         runs_dir: the runs folder; None: the default (`thesislib.paths.runs_dir`).
-        executor: where `compute` runs what is missing: what a params file's `executor` key holds
-            (None: inline on a GPU or one core, else a local pool; "inline", "local", "slurm", or a
-            mapping with its options, see `thesislib.study.executors`), or an executor object.
+        executor: where `compute` runs what is missing: an ExecutorSpec, or an executor object
+            (with submit()). Given what a params file's `executor` key holds (None: inline on a GPU
+            or one core, else a local pool; "inline", "local", "slurm", or a mapping with its
+            options, see `thesislib.study.executors`), the grid parses it when it is made, so a bad
+            one fails before anything computes.
     """
 
     table: pd.DataFrame
     runs_dir: str | os.PathLike | None = None
-    executor: Any = None
+    executor: ExecutorSpec | Executor = ExecutorSpec()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "executor", executor_of(self.executor, source="Grid: executor"))
         missing = [c for c in _COLUMNS if c not in self.table.columns]
         if missing:
             raise ValueError(f"Grid: table: expected the columns {', '.join(_COLUMNS)}, found "
@@ -319,7 +323,8 @@ def _plain(key: str, value: Any) -> str:
 
 
 def grid(base: dict[str, Any], experiments: dict[str, list[dict[str, Any]]], seeds: list[int], *,
-         data: str | None = None, runs: str | os.PathLike | None = None, executor: Any = None,
+         data: str | None = None, runs: str | os.PathLike | None = None,
+         executor: ExecutorSpec | Executor | dict | str | None = None,
          source: str = "params") -> Grid:
     """Expand a notebook's params into a Grid: one row per family x setting x seed.
 
@@ -329,12 +334,13 @@ def grid(base: dict[str, Any], experiments: dict[str, list[dict[str, Any]]], see
         seeds: training seeds.
         data: data folder for every run (overrides base["data"]); None keeps base's.
         runs: the runs folder (None: the default).
-        executor: where `Grid.compute` computes (a params file's `executor`, see `Grid`).
+        executor: where `Grid.compute` computes (a params file's `executor`, see `Grid`), parsed here.
         source: named in error messages (e.g. the params file).
 
     Raises:
-        ConfigError: experiments, seeds or a setting that do not make valid run configs.
+        ConfigError: experiments, seeds, a setting or an executor that is not valid.
     """
+    executor = executor_of(executor, source=f"{source}: executor")
     if not isinstance(experiments, dict) or not experiments:
         raise ConfigError(f"{source}: experiments: expected a mapping family -> list of settings, found {experiments!r}")
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -445,12 +451,15 @@ def load_params(path: str | os.PathLike, *, keys: Any = None) -> dict[str, Any]:
             it is used).
 
     Raises:
-        ConfigError: a layer that is missing, not YAML or not a mapping.
+        ConfigError: a layer that is missing, not YAML or not a mapping, or whose `executor`
+            `ExecutorSpec.from_params` rejects (so a bad one fails before any notebook runs).
     """
     path = Path(path)
     merged: dict[str, Any] = {}
     for layer in params_layers(path):
         params = _read_yaml(layer)
+        if "executor" in params:
+            executor_of(params["executor"], source=f"{layer}: executor")
         if layer.name == SHARED and layer != path and keys is not None:
             params = {k: v for k, v in params.items() if k in set(keys)}
         merged = merge_params(merged, params)
@@ -458,7 +467,7 @@ def load_params(path: str | os.PathLike, *, keys: Any = None) -> dict[str, Any]:
 
 
 def study_grid(params_dir: str | os.PathLike, *, data: str | None = None, runs: str | os.PathLike | None = None,
-               executor: Any = None) -> Grid:
+               executor: ExecutorSpec | Executor | dict | str | None = None) -> Grid:
     """The grids of every research-question notebook of a params folder, stacked (RQ6: all models).
 
     A run shared by several families (a baseline) appears once per family. The notebooks beyond

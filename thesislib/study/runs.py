@@ -47,7 +47,7 @@ from filelock import FileLock
 from thesislib import __version__
 from thesislib.atomic import atomic_write_text, ensure_writable, file_sha256
 from thesislib.study.config import RunConfig
-from thesislib.study.executors import ExecutorSpec, InlineExecutor, default_executor
+from thesislib.study.executors import ExecutorSpec, InlineExecutor, default_executor, executor_of
 
 __all__ = ["Run", "RunError", "CheckpointError", "Outcome", "plan", "compute_one", "compute", "run_label", "distinct",
            "run_all", "InlineExecutor", "default_executor", "git_commit", "initial_fingerprint"]
@@ -467,9 +467,10 @@ def compute(runs: Iterable[Run], *, executor=None, workers: int | None = None, t
             _say(f"all {len(unique)} runs are in the cache")
         return out
     ensure_writable(todo[0].runs_dir, "runs folder (THESISLIB_RUNS)")  # fail now, not in every worker
-    own = executor is None or isinstance(executor, (str, dict, ExecutorSpec))
+    executor = executor_of(executor)  # as it is where a grid or params parsed it already
+    own = isinstance(executor, ExecutorSpec)
     if own:
-        spec = ExecutorSpec.from_params(executor).override(workers=workers)
+        spec = executor.override(workers=workers)
         threads = threads or spec.run_threads()
         executor = spec.create(todo[0].runs_dir)
         where = spec.describe()
