@@ -399,7 +399,7 @@ def ran_params(folder: Path, path: Path, params: dict, sets: list[str]) -> Path:
     """Write the params a notebook ran with (its layers merged, the --set changes applied) to
     folder/<notebook>.yaml, headed by the files and changes they came from; return that file (the
     report links it: a scale's own file holds only what differs from the study design)."""
-    from thesislib.study.grids import params_layers
+    from thesislib.study.params import params_layers
 
     made = " < ".join(str(p) for p in params_layers(path)) + "".join(f", --set {arg}" for arg in sets)
     out = folder / path.name

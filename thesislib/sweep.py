@@ -3,8 +3,8 @@
     thesislib sweep params/thesis/01_depth.yaml params/thesis/04_regularisation.yaml --executor slurm
     thesislib sweep params/default --dry-run     # every notebook of a scale: what is missing, and its cost
 
-Each params file is read as its notebook reads it (merged over its scale's shared.yaml, see
-`thesislib.study.grids.load_params`), so a sweep computes exactly the runs the notebooks will then
+Each params file is read as its notebook reads it (the study design and its scale's shared.yaml merged under it, see
+`thesislib.study.params.load_params`), so a sweep computes exactly the runs the notebooks will then
 find in the cache. Where they compute comes from the params' `executor` key, overridden by the
 flags (see `thesislib.study.executors`). This module imports nothing heavy until it runs, so
 `thesislib sweep --help` answers at once.
@@ -146,7 +146,8 @@ def load_sweep(paths: Sequence[str | os.PathLike], *, data: str | None = None, r
     from thesislib.paths import runs_dir as default_runs_dir
     from thesislib.study.config import ConfigError
     from thesislib.study.executors import ExecutorSpec
-    from thesislib.study.grids import Grid, load_params
+    from thesislib.study.grids import Grid
+    from thesislib.study.params import load_params
 
     files = _files(paths)
     params = {f: load_params(f) for f in files}
