@@ -376,7 +376,7 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
         seconds = time.time() - t0
         _say(f"({i}/{len(names)}) {name} {'done' if ok else 'FAILED: ' + str(failure)} in {seconds:.0f}s")
         outcomes.append(dict(name=name, ok=ok, failure=failure, seconds=seconds, path=work / f"{name}.ipynb",
-                             params=ran_params(work / "params", params_dir / f"{name}.yaml", p, _sets_for(sets, keys[name]))))
+                             params=work / "params" / f"{name}.yaml", ran=p))
     wall = time.time() - t_start
     shutil.rmtree(kernels, ignore_errors=True)
     shown = params_dir.resolve()
@@ -391,6 +391,8 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     html = stitch(outcomes, header, links_from=out.parent, glance=summary.at_a_glance(facts))
     atomic_write_text(out, html)
     atomic_write_text(out.parent / summary.SUMMARY_FILE, json.dumps(facts, indent=1, sort_keys=True) + "\n")
+    for o in outcomes:  # the merged params each section links (after the page: a full disk names the page first)
+        ran_params(o["params"].parent, params_dir / f"{o['name']}.yaml", o["ran"], _sets_for(sets, keys[o["name"]]))
     _say(f"wrote {out} ({len(html) / 1e6:.1f} MB) in {wall / 60:.1f} min; executed notebooks in {work}")
     return all(o["ok"] for o in outcomes)
 
