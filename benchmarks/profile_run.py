@@ -33,7 +33,7 @@ from thesislib.data import load_split, resolve_root
 from thesislib.models import create_model
 from thesislib.study.config import RunConfig
 from thesislib.study.grids import load_params
-from thesislib.study.runs import _tracker
+from thesislib.study.worker import _tracker
 
 DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "params" / "default" / "01_depth.yaml"
 BATCH = {18: 16, 34: 16, 50: 32}  # RQ1's batch size; ResNet-50: the RQ2/4/5 baseline's

@@ -75,3 +75,25 @@ def test_bad_params_key_is_named(tmp_path, capsys):
     assert err.startswith(f"thesislib: error: {path}: not valid YAML") and err.count("\n") == 1, err
     with pytest.raises(study.ConfigError, match="01_depth.yaml: not valid YAML"):
         study.load_params(path)
+
+
+def test_bad_executor_fails_before_any_notebook_starts(tmp_path, capsys):
+    """A misspelt executor in a scale's shared.yaml fails in one line naming that file, the key, what
+    was found and what is expected, before any notebook (also one that takes no executor) starts."""
+    from thesislib import cli, study
+
+    params = tmp_path / "p"
+    params.mkdir()
+    (params / "shared.yaml").write_text("executor: {kind: slrum, partition: gpu}\nseeds: [0]\n")
+    (params / "00_data.yaml").write_text("n_examples: 2\n")
+    (params / "01_depth.yaml").write_text("base: {depth: 18}\nexperiments: {depth: [{}]}\n")
+    expected = f"{params / 'shared.yaml'}: executor: kind: expected one of inline, local, slurm or null, found 'slrum'"
+    for notebooks in (["00_data"], ["01_depth"]):
+        assert cli.main(["report", "--params", str(params), "--notebooks", *notebooks, "--out", str(tmp_path / "r.html"),
+                         "--workdir", str(tmp_path / "executed")]) == 2
+        err = capsys.readouterr().err
+        assert err == f"thesislib: error: {expected}\n", err
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "executed").exists()  # no notebook started
+    with pytest.raises(study.ConfigError) as api:  # the Python API says the same, where the params are loaded
+        study.load_params(params / "01_depth.yaml")
+    assert str(api.value) == expected

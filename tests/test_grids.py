@@ -33,11 +33,12 @@ def base(synth_root):
 def test_a_grid_holds_its_table_runs_folder_and_executor(base, tmp_path):
     g = study.grid(base, {"depth": [{}, {"depth": 34}]}, [0, 1], runs=tmp_path, executor="inline")
     assert isinstance(g, study.Grid) and len(g) == 4
-    assert (g.settings, g.seeds, g.runs_dir, g.executor) == (["baseline", "34"], [0, 1], tmp_path, "inline")
+    inline = study.ExecutorSpec(kind="inline")
+    assert (g.settings, g.seeds, g.runs_dir, g.executor) == (["baseline", "34"], [0, 1], tmp_path, inline)
     assert list(g.table.columns) == ["family", "setting", "seed", "overrides", "config"]
     assert all(r.runs_dir == tmp_path for r in g.runs())
     deep = g.where(setting="34")
-    assert len(deep) == 2 and deep.runs_dir == tmp_path and deep.executor == "inline"
+    assert len(deep) == 2 and deep.runs_dir == tmp_path and deep.executor == inline
     run = g.find(setting="34", seed=1)
     assert (run.config.depth, run.config.seed) == (34, 1)
 
@@ -128,3 +129,27 @@ def test_the_pairing_of_every_family_follows_its_design(name, tmp_path):
             assert all(len(ks) == 1 for ks in per_seed), family
         else:
             assert family in UNPAIRED and all(len(ks) == len(rows["setting"].unique()) for ks in per_seed), family
+
+
+def test_the_executor_is_parsed_when_a_grid_is_made(base, tmp_path):
+    """A bad executor fails where the grid is made, in the one line every params key gets, not inside compute."""
+    with pytest.raises(ConfigError, match=r"^01_depth: executor: kind: expected one of inline, local, slurm or null, "
+                                          r"found 'slrum'$"):
+        study.grid(base, {"depth": [{}]}, [0], runs=tmp_path, executor="slrum", source="01_depth")
+    with pytest.raises(ConfigError, match=r"^Grid: executor: unknown key\(s\) 'partiton'; allowed keys: kind, "):
+        study.Grid(study.grid(base, {"depth": [{}]}, [0]).table, tmp_path, {"kind": "slurm", "partiton": "gpu"})
+    g = study.grid(base, {"depth": [{}]}, [0], executor={"kind": "local", "workers": 2})
+    assert g.executor == study.ExecutorSpec(kind="local", workers=2) and g.where(seed=0).executor is g.executor
+    ex = Counting()
+    assert study.grid(base, {"depth": [{}]}, [0], executor=ex).executor is ex  # an executor object as it is
+    assert study.grid(base, {"depth": [{}]}, [0]).executor == study.ExecutorSpec()
+
+
+def test_load_params_fails_on_a_bad_executor_naming_the_file_that_sets_it(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "shared.yaml").write_text("executor: {kind: slurm, time_min: 1}\n")
+    (tmp_path / "s" / "00_data.yaml").write_text("n_examples: 2\n")
+    for keys in (None, ["n_examples"]):  # also for a notebook that does not take the executor
+        with pytest.raises(ConfigError, match=rf"^{tmp_path / 's' / 'shared.yaml'}: executor: time_min: expected an "
+                                              r"integer >= 3, found 1$"):
+            study.load_params(tmp_path / "s" / "00_data.yaml", keys=keys)

@@ -22,16 +22,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params" / "smoke"
 STUDY = ("01_depth", "02_optimisation", "03_cam_methods", "04_regularisation", "05_precode")  # RQ6 pools these
 MUST_RECORD = (*STUDY, "07_optimizers", "08_dataset_size")
+
+
+def _params(name: str) -> dict:
+    """A notebook's smoke params: the study design, shared.yaml and its own file merged."""
+    from thesislib.study import load_params
+
+    return load_params(PARAMS / f"{name}.yaml")
+
+
 # every notebook with a grid of runs is checked once it records its key results
 # 09_shortcut records its own cross-evaluation table (test_09_shortcut_cross_evaluation)
-GRIDS = sorted({*MUST_RECORD, *(p.stem for p in PARAMS.glob("*.yaml") if p.stem != "09_shortcut"
-                          if "experiments" in (yaml.safe_load(p.read_text()) or {}))})
+GRIDS = sorted({*MUST_RECORD, *(p.stem for p in PARAMS.glob("*.yaml") if p.stem not in ("09_shortcut", "shared")
+                          if "experiments" in _params(p.stem))})
 CLASSES = ("non_glaucoma", "suspicious_glaucoma")
 
 
@@ -50,13 +58,6 @@ def _recorded(smoke, name: str) -> dict:
     assert path.is_file(), (f"{path}: missing; the notebook's last cell writes it when the smoke report runs "
                             f"(did {name} fail? make test rebuilds build/smoke)")
     return json.loads(path.read_text())
-
-
-def _params(name: str) -> dict:
-    """A notebook's smoke params merged over shared.yaml (base merged key by key)."""
-    shared = yaml.safe_load((PARAMS / "shared.yaml").read_text())
-    own = yaml.safe_load((PARAMS / f"{name}.yaml").read_text()) or {}
-    return {**shared, **own, "base": {**shared.get("base", {}), **own.get("base", {})}}
 
 
 class Runs:

@@ -1,6 +1,7 @@
 """Params files agree with their notebooks, and each scale expands to the grid it promises."""
 
 import ast
+import json
 from pathlib import Path
 
 import papermill as pm
@@ -18,6 +19,35 @@ NOTEBOOKS = study.NOTEBOOKS
 def _parameters(name: str) -> dict:
     params = pm.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"))
     return {k: ast.literal_eval(v["default"]) for k, v in params.items()}
+
+
+# Every scale's merged params of every notebook, as load_params gave them before the layers were split
+# (tests/data/merged_params.json: "all", and "notebook" for the keys its parameters cell takes). A
+# deliberate change of a merged value updates it, and the commit says so:
+#   python -c "import tests.test_params as t; t.write_snapshot()"
+SNAPSHOT = ROOT / "tests" / "data" / "merged_params.json"
+
+
+def _merged(scale: str, name: str) -> dict:
+    path = ROOT / "params" / scale / f"{name}.yaml"
+    return {"all": study.load_params(path), "notebook": study.load_params(path, keys=_parameters(name))}
+
+
+def write_snapshot() -> None:
+    """Record today's merged params of every scale and notebook in SNAPSHOT."""
+    merged = {f"{scale}/{name}": _merged(scale, name) for scale in SCALES for name in NOTEBOOKS}
+    SNAPSHOT.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_merged_params_are_exactly_the_recorded_ones(scale, name):
+    """Layering the params files changes no merged value: the same keys, values and types (1 is not 1.0)."""
+    expected = json.loads(SNAPSHOT.read_text())[f"{scale}/{name}"]
+    got = _merged(scale, name)
+    for part in ("all", "notebook"):
+        assert json.dumps(got[part], sort_keys=True, indent=1) == json.dumps(expected[part], sort_keys=True, indent=1), \
+            f"params/{scale}/{name}.yaml ({part}) merges to other values than {SNAPSHOT.name} records"
 
 
 def _same_shape(a, b) -> bool:
@@ -39,6 +69,23 @@ def test_params_file_matches_the_notebooks_parameters_cell(scale, name):
     assert not unknown, f"params/{scale}/{name}.yaml: keys {unknown} are not parameters of {name}.ipynb"
     for key, value in values.items():
         assert _same_shape(value, defaults[key]), f"params/{scale}/{name}.yaml: {key}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_notebooks_parameters_cell_holds_the_smoke_scale(name):
+    """Opened in jupyter, a notebook runs at smoke scale: its parameters cell equals the smoke
+    scale's merged params (a name smoke leaves to the notebook stays empty), and the markdown above
+    the cell says so and how to get the default scale's."""
+    cell = _parameters(name)
+    smoke = study.load_params(ROOT / "params" / "smoke" / f"{name}.yaml", keys=cell)
+    for key, value in smoke.items():
+        assert json.dumps(cell[key], sort_keys=True) == json.dumps(value, sort_keys=True), \
+            f"{name}.ipynb: {key} differs from params/smoke/{name}.yaml merged"
+    assert all(cell[k] in (None, {}, []) for k in set(cell) - set(smoke)), name
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    at = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c["metadata"].get("tags", []))
+    above = "".join(nb["cells"][at - 1]["source"])
+    assert "smoke scale" in above and f"thesislib params params/default/{name}.yaml" in above, name
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -125,12 +172,14 @@ def test_default_params_hold_every_factor_and_level_with_three_seeds_a_7x7_grid_
         assert cfg.eval_images is None or cfg.eval_images >= 128
 
 
-def test_default_batch_sizes_train_for_equal_epochs_as_in_the_thesis():
+@pytest.mark.parametrize("scale", ["default", "gpu", "thesis"])
+def test_batch_sizes_train_for_equal_epochs_as_in_the_thesis(scale, monkeypatch):
     """Every batch size of RQ2 trains for the baseline's epochs (Table 5.4's design), so the batch-size
     claims are judged on the thesis's design, not "other design"."""
-    g = study.study_grid(ROOT / "params" / "default").table
+    monkeypatch.setenv("THESISLIB_DATA", "/data/LAG")
+    g = study.study_grid(ROOT / "params" / scale).table
     epochs = {c.batch_size: c.epochs for c, f in zip(g["config"], g["family"]) if f == "batch_size"}
-    left_out = study.left_out_labels(study.load_params(ROOT / "params" / "default" / "02_optimisation.yaml")["not_trained"])
+    left_out = study.left_out_labels(study.load_params(ROOT / "params" / scale / "02_optimisation.yaml").get("not_trained"))
     assert sorted(epochs) + sorted(int(s) for f, s in left_out if f == "batch_size") == [16, 32, 64, 128, 256]
     baseline = next(c.epochs for c, f in zip(g["config"], g["family"]) if f == "weight_decay")
     assert set(epochs.values()) == {baseline}, epochs
@@ -141,8 +190,45 @@ def test_shared_params_are_written_once_per_scale():
     for scale in SCALES:
         assert (ROOT / "params" / scale / "shared.yaml").is_file()
         for name in NOTEBOOKS:
-            own = yaml.safe_load((ROOT / "params" / scale / f"{name}.yaml").read_text())
+            own = yaml.safe_load((ROOT / "params" / scale / f"{name}.yaml").read_text()) or {}
             assert not {"data", "runs", "seeds"} & set(own), f"params/{scale}/{name}.yaml repeats shared keys"
+
+
+def _restated(own: dict, under: dict, where: str = "") -> list[str]:
+    """The keys of `own` (at any depth of mappings) whose value `under` already has."""
+    out = []
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(under.get(key), dict):
+            out += _restated(value, under[key], f"{where}{key}.")
+        elif key in under and json.dumps(under[key], sort_keys=True) == json.dumps(value, sort_keys=True):
+            out.append(where + key)
+    return out
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_a_scale_holds_only_what_differs_from_the_study_design(scale):
+    """The study design (params/study/<notebook>.yaml) is written once: a scale's notebook file
+    restates none of its values, nor of its shared.yaml's, and the design holds no scale's keys."""
+    for name in NOTEBOOKS:
+        design = yaml.safe_load((ROOT / "params" / "study" / f"{name}.yaml").read_text()) or {}
+        assert not {"data", "runs", "seeds", "executor"} & set(design), f"params/study/{name}.yaml"
+        under = study.merge_params(design, yaml.safe_load((ROOT / "params" / scale / "shared.yaml").read_text()))
+        own = yaml.safe_load((ROOT / "params" / scale / f"{name}.yaml").read_text()) or {}
+        assert not _restated(own, under), f"params/{scale}/{name}.yaml restates {_restated(own, under)}"
+
+
+def test_layers_merge_mappings_key_by_key_and_a_later_layer_wins(tmp_path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "study" / "01_depth.yaml").write_text("base: {depth: 50, epochs: 3}\nexperiments: {depth: [{depth: 18}]}\n")
+    (tmp_path / "s" / "shared.yaml").write_text("seeds: [0]\nbase: {epochs: 5, width: 0.5}\n")
+    (tmp_path / "s" / "01_depth.yaml").write_text("base: {width: 0.25}\n")
+    assert study.params_layers(tmp_path / "s" / "01_depth.yaml") == [
+        tmp_path / "study" / "01_depth.yaml", tmp_path / "s" / "shared.yaml", tmp_path / "s" / "01_depth.yaml"]
+    assert study.load_params(tmp_path / "s" / "01_depth.yaml") == {
+        "base": {"depth": 50, "epochs": 5, "width": 0.25}, "experiments": {"depth": [{"depth": 18}]}, "seeds": [0]}
+    assert study.load_params(tmp_path / "s" / "01_depth.yaml", keys=["base", "experiments"])["base"]["epochs"] == 5
+    assert "seeds" not in study.load_params(tmp_path / "s" / "01_depth.yaml", keys=["base", "experiments"])
 
 
 def test_a_setting_left_out_of_a_scale_is_named_with_its_reason_under_its_table():

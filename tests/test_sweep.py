@@ -1,5 +1,7 @@
 """`thesislib sweep` and the executors: params, flags, progress, failures, dry runs (no Slurm needed)."""
 
+import functools
+import json
 import math
 import os
 import re
@@ -10,6 +12,7 @@ import pytest
 import yaml
 
 from thesislib import cli, study
+from thesislib.study import costs as costs_mod
 from thesislib.study import runs as R
 from thesislib.study.config import ConfigError, RunConfig
 from thesislib.study.executors import ExecutorSpec, SlurmExecutor
@@ -160,19 +163,36 @@ def test_dry_run_lists_what_is_missing_and_its_cost(tmp_path, synth_root, capsys
 
 def test_measured_costs_scale_with_pixels_and_machine_speed(tmp_path, synth_root):
     config = RunConfig.from_dict({**TINY, "data": str(synth_root), "methods": ["gradcam", "scorecam"]})
-    slow, fast = sweep_mod._reference_rate(config, 2.0), sweep_mod._reference_rate(config, 1.0)
-    costs, pixels = sweep_mod.PER_IMAGE[18], (64 / sweep_mod.REFERENCE_SIZE) ** 2
-    assert fast["train"] == pytest.approx(costs["train"] * pixels) and fast["scorecam"] == pytest.approx(costs["scorecam"] * pixels)
-    assert fast["gradcam"] == pytest.approx(costs["method"] * pixels) and fast["prior"] == pytest.approx(costs["reference"] * pixels)
+    slow, fast = costs_mod._reference_rate(config, 2.0), costs_mod._reference_rate(config, 1.0)
+    pixels = (64 / costs_mod.measured()["input_size"]) ** 2
+    cost = functools.partial(costs_mod.per_image, 18)
+    assert fast["train"] == pytest.approx(cost("train") * pixels) and fast["scorecam"] == pytest.approx(cost("scorecam") * pixels)
+    assert fast["gradcam"] == pytest.approx(cost("method") * pixels) and fast["prior"] == pytest.approx(cost("reference") * pixels)
     assert all(slow[k] == pytest.approx(2 * fast[k]) for k in fast)
-    assert sweep_mod._reference_rate(config.replace(width=1.0), 1.0) is None  # no measured cost: no projection
+    assert costs_mod._reference_rate(config.replace(width=1.0), 1.0) is None  # no measured cost: no projection
     [run] = study.plan([config], tmp_path / "runs")
     one, two = (sweep_mod.estimate([run], speed=s)["seconds"].iloc[0] for s in (1.0, 2.0))
-    n_train, n_scored = sweep_mod._counts(run, {})
+    n_train, n_scored = costs_mod._counts(run, {})
     assert one == pytest.approx(n_train * fast["train"] + n_scored * sum(fast[m] for m in run.missing_methods()))
     assert two == pytest.approx(2 * one)
     speed = sweep_mod.machine_speed(steps=2)
     assert speed > 0 and math.isfinite(speed)  # a ratio; never compared with a wall-clock bound
+
+
+def test_the_measured_costs_are_read_from_their_data_file_and_a_missing_one_is_named(tmp_path):
+    assert costs_mod.COSTS.name == "costs.json" and costs_mod.COSTS.parent.name == "study"
+    assert costs_mod.per_image(50, "scorecam") == 72.0e-3 and costs_mod.per_image(18, "steps") == 3.57e-3
+    with pytest.raises(ConfigError, match=r"costs\.json: per_image\.34: no cost 'train'; measured: steps, scorecam"):
+        bad = tmp_path / "costs.json"
+        table = json.loads(costs_mod.COSTS.read_text())
+        del table["per_image"]["34"]["train"]
+        bad.write_text(json.dumps(table))
+        costs_mod.per_image(34, "train", path=bad)
+    with pytest.raises(ConfigError, match=r"per_image: no costs for depth 101; measured: 18, 34, 50$"):
+        costs_mod.per_image(101, "train")
+    (tmp_path / "short.json").write_text('{"per_image": {}}')
+    with pytest.raises(ConfigError, match=r"short\.json: missing key\(s\) input_size, width, stem; expected"):
+        costs_mod.measured(tmp_path / "short.json")
 
 
 def test_the_plan_divides_compute_by_the_runs_at_once_and_adds_the_notebooks(tmp_path, synth_root):

@@ -80,7 +80,8 @@ def _params(args: argparse.Namespace) -> int:
 def _add_set(p: argparse.ArgumentParser) -> None:
     """The repeatable --set KEY=VALUE option of `report` and `params`."""
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="change a parameter after the scale's shared.yaml is merged under the notebook's file; "
+                   help="change a parameter after the notebook's params are merged (study design, the scale's "
+                        "shared.yaml, its own file); "
                         "VALUE is YAML, a dotted KEY sets inside a mapping (--set 'seeds=[0,1,2]' "
                         "--set base.epochs=12); repeatable, applied in order")
 
@@ -132,10 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("params", help="print a notebook's params as they run: shared.yaml merged, --set applied",
-                       description="Print, as YAML, the params a notebook runs with from one params file: its "
-                                   "scale's shared.yaml merged under it, then the --set changes, checked as "
-                                   "`thesislib report` checks them. Feed it to papermill with -f.",
+    p = sub.add_parser("params", help="print a notebook's params as they run: its layers merged, --set applied",
+                       description="Print, as YAML, the params a notebook runs with from one params file: the "
+                                   "study design (params/study/<notebook>.yaml) and its scale's shared.yaml "
+                                   "merged under it, then the --set changes, checked as `thesislib report` "
+                                   "checks them. Feed it to papermill with -f.",
                        epilog=_env_help(), formatter_class=raw)
     p.add_argument("file", type=Path, help="a notebook's params file, e.g. params/default/01_depth.yaml")
     _add_set(p)

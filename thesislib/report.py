@@ -370,7 +370,7 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
         seconds = time.time() - t0
         _say(f"({i}/{len(names)}) {name} {'done' if ok else 'FAILED: ' + str(failure)} in {seconds:.0f}s")
         outcomes.append(dict(name=name, ok=ok, failure=failure, seconds=seconds, path=work / f"{name}.ipynb",
-                             params=params_dir / f"{name}.yaml"))
+                             params=work / "params" / f"{name}.yaml", ran=p))
     wall = time.time() - t_start
     shutil.rmtree(kernels, ignore_errors=True)
     shown = params_dir.resolve()
@@ -385,8 +385,22 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
     html = stitch(outcomes, header, links_from=out.parent, glance=summary.at_a_glance(facts))
     atomic_write_text(out, html)
     atomic_write_text(out.parent / summary.SUMMARY_FILE, json.dumps(facts, indent=1, sort_keys=True) + "\n")
+    for o in outcomes:  # the merged params each section links (after the page: a full disk names the page first)
+        ran_params(o["params"].parent, params_dir / f"{o['name']}.yaml", o["ran"], _sets_for(sets, keys[o["name"]]))
     _say(f"wrote {out} ({len(html) / 1e6:.1f} MB) in {wall / 60:.1f} min; executed notebooks in {work}")
     return all(o["ok"] for o in outcomes)
+
+
+def ran_params(folder: Path, path: Path, params: dict, sets: list[str]) -> Path:
+    """Write the params a notebook ran with (its layers merged, the --set changes applied) to
+    folder/<notebook>.yaml, headed by the files and changes they came from; return that file (the
+    report links it: a scale's own file holds only what differs from the study design)."""
+    from thesislib.study.params import params_layers
+
+    made = " < ".join(str(p) for p in params_layers(path)) + "".join(f", --set {arg}" for arg in sets)
+    out = folder / path.name
+    atomic_write_text(out, f"# as it ran: {made}\n" + yaml.safe_dump(params, sort_keys=False))
+    return out
 
 
 def _print_plan(params_dir: Path, names: list[str], all_params: dict, data: str | None) -> None:

@@ -3,9 +3,9 @@
     thesislib sweep params/thesis/01_depth.yaml params/thesis/04_regularisation.yaml --executor slurm
     thesislib sweep params/default --dry-run     # every notebook of a scale: what is missing, and its cost
 
-Each params file is read as its notebook reads it (merged over its scale's shared.yaml, see
-`thesislib.study.grids.load_params`), so a sweep computes exactly the runs the notebooks will then
-find in the cache. Where they compute comes from the params' `executor` key, overridden by the
+Each params file is read as its notebook reads it (the study design and its scale's shared.yaml
+merged under it, see `thesislib.study.params.load_params`), so a sweep computes exactly the runs
+the notebooks will then find in the cache. Where they compute comes from the params' `executor` key, overridden by the
 flags (see `thesislib.study.executors`). This module imports nothing heavy until it runs, so
 `thesislib sweep --help` answers at once.
 """
@@ -29,6 +29,17 @@ if TYPE_CHECKING:
     from thesislib.study.runs import Outcome, Run
 
 __all__ = ["Sweep", "load_sweep", "estimate", "add_parser", "main"]
+
+
+
+def __getattr__(name: str) -> Any:
+    """`estimate` and `machine_speed` (of `thesislib.study.costs`), imported when first asked for."""
+    if name in ("estimate", "machine_speed"):
+        from thesislib.study import costs
+
+        return getattr(costs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _NOTEBOOKS_HELP = "files like params/default/01_depth.yaml, or a params folder for all its notebooks"
 
@@ -147,7 +158,8 @@ def load_sweep(paths: Sequence[str | os.PathLike], *, data: str | None = None, r
     from thesislib.paths import runs_dir as default_runs_dir
     from thesislib.study.config import ConfigError
     from thesislib.study.executors import ExecutorSpec
-    from thesislib.study.grids import Grid, load_params
+    from thesislib.study.grids import Grid
+    from thesislib.study.params import load_params
 
     files = _files(paths)
     params = {f: load_params(f) for f in files}
@@ -167,178 +179,7 @@ def load_sweep(paths: Sequence[str | os.PathLike], *, data: str | None = None, r
     return Sweep(Grid(pd.concat(frames, ignore_index=True), default_runs_dir(runs), spec), files)
 
 
-# -- cost ------------------------------------------------------------------------------------
-
-def _counts(run: "Run", cache: dict) -> tuple[int, int]:
-    """(training images, evaluation images) of a run's split, from the data's file list."""
-    from thesislib.data import THESIS_FRACTIONS, scan
-
-    if run.data_root not in cache:
-        cache[run.data_root] = len(scan(run.data_root))
-    n = cache[run.data_root]
-    c = run.config
-    f = THESIS_FRACTIONS if c.split == "thesis" else c.split
-    n_train = max(1, round(n * f[0] * getattr(c, "train_fraction", 1.0)))
-    n_eval = max(1, round(n * f[1 if c.eval_split == "val" else 2]))
-    return n_train, min(n_eval, c.eval_images or n_eval)
-
-
-def _shape(run: "Run") -> tuple:
-    """What a run's speed depends on most: its model, its input and its data."""
-    c = run.config
-    return (c.depth, c.width, c.stem, c.input_size, run.fingerprint)
-
-
-def _rates(runs_dir: Path, planned: list["Run"], counts: dict, per_shape: int = 3) -> dict[tuple, dict[str, float]]:
-    """Seconds per training image and per scored image and method, from finished runs in the
-    runs folder with the same model, input size and data as some planned run (a few per shape)."""
-    import json
-
-    import pandas as pd
-
-    from thesislib.study.config import RunConfig
-    from thesislib.study.runs import Run
-
-    wanted = {_shape(r): r for r in planned}
-    samples: dict[tuple, list[dict[str, float]]] = {}
-    for done in sorted(runs_dir.glob("*/done.json")):
-        try:
-            stored = json.loads((done.parent / "config.json").read_text())
-            cached = Run(RunConfig.from_dict(stored["config"]), Path(stored["data_root"]), stored["data_fingerprint"],
-                         runs_dir)
-            shape = _shape(cached)
-            if shape not in wanted or len(samples.get(shape, [])) >= per_shape:
-                continue
-            n_train, _ = _counts(Run(cached.config, wanted[shape].data_root, cached.fingerprint, runs_dir), counts)
-            rate = {"train": float(pd.read_csv(done.parent / "history.csv")["seconds"].mean()) / n_train}
-            for csv in done.parent.glob("eval/*/*.csv"):
-                if csv.stem != "summary" and csv.stat().st_size:
-                    df = pd.read_csv(csv)
-                    if "seconds" in df and len(df):
-                        rate[csv.stem] = float(df["seconds"].mean())
-        except (OSError, ValueError, KeyError):
-            continue  # made by other code, or damaged: not a sample
-        samples.setdefault(shape, []).append(rate)
-    return {shape: {k: sum(s[k] for s in ss if k in s) / sum(k in s for s in ss) for k in set().union(*ss)}
-            for shape, ss in samples.items()}
-
-
-# CPU seconds per image with one torch thread, for ResNets at width 1/16 with the compact stem on
-# 112 px inputs (the default scale), measured by `python -m benchmarks.profile_run --depth 18 34 50
-# --epochs 2 --images 32` (benchmarks/RESULTS.md). "train": per training image and epoch (the
-# optimiser steps, the validation pass and tracking every second epoch); "steps": the optimiser steps
-# alone (what `machine_speed` measures again here); a method's or reference map's cost: per scored
-# image, its map with both faithfulness passes and the metrics. Other input sizes scale with the pixels.
-REFERENCE_SIZE = 112
-PER_IMAGE: dict[int, dict[str, float]] = {
-    18: {"steps": 3.57e-3, "train": 4.50e-3, "scorecam": 12.7e-3, "scorecam-paper": 13.0e-3, "eigencam": 2.4e-3,
-         "method": 2.5e-3, "reference": 1.9e-3},
-    34: {"steps": 5.38e-3, "train": 6.70e-3, "scorecam": 22.0e-3, "scorecam-paper": 23.0e-3, "eigencam": 3.0e-3,
-         "method": 3.0e-3, "reference": 2.2e-3},
-    50: {"steps": 3.65e-3, "train": 4.74e-3, "scorecam": 72.0e-3, "scorecam-paper": 85.3e-3, "eigencam": 8.7e-3,
-         "method": 4.1e-3, "reference": 3.0e-3},
-}
 NOTEBOOK_SECONDS = 15.0  # a notebook's own cost (kernel, imports, tables, figures): 00 and 06 of the smoke report
-
-
-def _reference_rate(config, speed: float) -> dict[str, float] | None:
-    """Seconds per training image ("train") and per scored image of each method and reference map
-    for `config` from PER_IMAGE, times `speed` (this machine's time over the reference machine's);
-    None for a model or stem PER_IMAGE does not cover."""
-    from thesislib.references import REFERENCES
-
-    costs = PER_IMAGE.get(config.depth)
-    if costs is None or config.width != 0.0625 or config.stem != "compact":
-        return None
-    scale = speed * (config.input_size / REFERENCE_SIZE) ** 2
-    out = {"train": costs["train"] * scale}
-    for m in config.scored_ids:
-        key = m if m in costs else "reference" if m in REFERENCES else "method"
-        out[m] = costs[key] * scale
-    return out
-
-
-def machine_speed(steps: int = 6) -> float:
-    """This machine's time over the reference machine's for the optimiser steps of PER_IMAGE (one
-    torch thread, ResNet-18 at the default scale, batch 16; after one untimed step): 2 means half
-    as fast, now (other work on the machine counts). About a second."""
-    import time
-
-    import torch
-    import torch.nn.functional as F
-
-    from thesislib.models import create_model
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gen = torch.Generator().manual_seed(0)
-        model = create_model("resnet18", width=0.0625, stem="compact")
-        optim = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x = torch.rand(16, 3, REFERENCE_SIZE, REFERENCE_SIZE, generator=gen)
-        y = torch.randint(0, 2, (16,), generator=gen)
-        seconds = []
-        for _ in range(steps + 1):
-            t0 = time.perf_counter()
-            optim.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            optim.step()
-            seconds.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(threads)
-    per_image = sorted(seconds[1:])[len(seconds[1:]) // 2] / len(y)  # the median step
-    return per_image / PER_IMAGE[18]["steps"]
-
-
-def estimate(runs: list["Run"], *, speed: float | None = None) -> "pd.DataFrame":
-    """What computing the missing part of `runs` costs, one row per run that is not complete.
-
-    Columns: run_id, run (its settings), todo ("train + evaluate" or the methods to evaluate),
-    train_images (epochs x training images), maps (scored images x missing methods and reference
-    maps), scorecam_forwards (Score-CAM's masked forward passes: one per layer4 channel and scored
-    image), seconds (CPU seconds with one thread: from finished runs of the same model, input size
-    and data in the runs folder, else from PER_IMAGE times `speed`, else NaN), timed_by ("runs
-    folder", "measured costs" or "").
-
-    Args:
-        speed: this machine's time over PER_IMAGE's machine (`machine_speed`); None measures it
-            when some run has no finished run to be timed by.
-    """
-    import pandas as pd
-
-    from thesislib.models import pooled_dim
-    from thesislib.study.runs import run_label, distinct
-
-    todo = [r for r in distinct(runs) if not r.complete]
-    counts: dict = {}
-    rates = _rates(todo[0].runs_dir, todo, counts) if todo else {}
-    rows, to_train = [], set()
-    for r in todo:
-        c = r.config
-        n_train, n_scored = _counts(r, counts)
-        missing = r.missing_methods()
-        trains = not r.trained and r.run_id not in to_train  # a run with two evaluation settings trains once
-        to_train.add(r.run_id)
-        train_images = c.epochs * n_train if trains else 0
-        forwards = n_scored * pooled_dim(c.depth, c.width) * sum(m.startswith("scorecam") for m in missing)
-        seconds, timed_by = float("nan"), ""
-        for source in ("runs folder", "measured costs"):
-            if source == "runs folder":
-                rate = rates.get(_shape(r))
-            else:
-                if speed is None and _reference_rate(c, 1.0) is not None:
-                    speed = machine_speed()
-                rate = _reference_rate(c, speed or 1.0)
-            if rate is not None and (not trains or "train" in rate) and all(m in rate for m in missing):
-                seconds = train_images * rate.get("train", 0.0) + sum(n_scored * rate[m] for m in missing)
-                timed_by = source
-                break
-        rows.append(dict(run_id=r.run_id, run=run_label(r),
-                         todo="train + evaluate" if trains else "evaluate " + ", ".join(missing),
-                         train_images=train_images, maps=n_scored * len(missing), scorecam_forwards=forwards,
-                         seconds=seconds, timed_by=timed_by))
-    return pd.DataFrame(rows, columns=["run_id", "run", "todo", "train_images", "maps", "scorecam_forwards", "seconds",
-                                       "timed_by"])
 
 
 def _minutes(seconds: float) -> str:
@@ -362,6 +203,7 @@ def plan(sweep: Sweep, *, notebooks: int = 0, speed: float | None = None) -> tup
     are projected to take here (CPU seconds from `estimate` over the runs computing at once, plus
     NOTEBOOK_SECONDS per notebook when `notebooks`, both at this machine's `speed`, measured when
     None); also `estimate`'s table."""
+    from thesislib.study.costs import estimate, machine_speed
     from thesislib.study.runs import distinct as distinct_runs
 
     runs = sweep.runs()
@@ -415,7 +257,7 @@ def _dry_run(sweep: Sweep, out) -> int:
     print(f"total: {est['train_images'].sum():,} training images, {est['maps'].sum():,} maps, "
           f"{est['scorecam_forwards'].sum():,} Score-CAM forwards; seconds are CPU seconds of one thread "
           "(runs folder: finished runs of the same model and data, on the machines that made them; measured "
-          "costs: thesislib.sweep.PER_IMAGE scaled by this machine's speed now)", file=out)
+          "costs: thesislib/study/costs.json scaled by this machine's speed now)", file=out)
     return 0
 
 

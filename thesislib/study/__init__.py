@@ -15,14 +15,16 @@ describes (a Grid, a data Split, an ExecutorSpec).
 from thesislib.study.config import ConfigError, RunConfig, precode_dims
 from thesislib.study.executors import ExecutorSpec
 from thesislib.study.grids import (BEYOND, FAMILIES, NOTEBOOKS, Grid, bottlenecks, grid, input_scaling, load_params,
-                                   long_run_experiments, mean_maps, notebook_results, setting_label, study_grid)
+                                   long_run_experiments, mean_maps, merge_params, notebook_results, params_layers,
+                                   setting_label, study_grid)
 from thesislib.study.scale import left_out, left_out_labels
 from thesislib.study.runs import (InlineExecutor, Outcome, Run, RunError, compute, compute_one, default_executor, plan,
                                   run_all)
 
 __all__ = ["ConfigError", "RunConfig", "precode_dims", "ExecutorSpec",
            "BEYOND", "FAMILIES", "NOTEBOOKS", "Grid", "bottlenecks", "grid", "input_scaling", "load_params",
-           "long_run_experiments", "mean_maps", "notebook_results", "setting_label", "study_grid",
+           "long_run_experiments", "mean_maps", "merge_params", "notebook_results", "params_layers", "setting_label",
+           "study_grid",
            "left_out", "left_out_labels",
            "InlineExecutor", "Outcome", "Run", "RunError", "compute", "compute_one", "default_executor", "plan",
            "run_all"]

@@ -26,13 +26,22 @@ import traceback
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from thesislib.study.config import ConfigError
 
-__all__ = ["KINDS", "ExecutorSpec", "InlineExecutor", "SlurmExecutor", "default_executor", "local_executor"]
+__all__ = ["KINDS", "Executor", "ExecutorSpec", "InlineExecutor", "SlurmExecutor", "default_executor", "executor_of",
+           "local_executor"]
 
 KINDS = ("inline", "local", "slurm")
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Anything runs can be computed on: `submit(fn, *args, **kwargs)` returns a future with done()
+    and result() (concurrent.futures' executors, submitit's, ours)."""
+
+    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class _Lazy:
@@ -344,3 +353,15 @@ class ExecutorSpec:
                           "sbatch", "setup", "threads")}[kind]
         shown = {k: getattr(self, k) for k in keys if getattr(self, k) not in (None, {}, ())}
         return kind + (" (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else "")
+
+
+def executor_of(value: Any, *, source: str = "executor") -> "ExecutorSpec | Executor":
+    """An `executor` value parsed once, where it enters (params loaded, a grid made): an executor
+    object (with submit()) as it is, anything else through `ExecutorSpec.from_params`.
+
+    Raises:
+        ConfigError: naming `source`, the key, what was found and what is expected.
+    """
+    if isinstance(value, Executor) and not isinstance(value, ExecutorSpec):
+        return value
+    return ExecutorSpec.from_params(value, source=source)

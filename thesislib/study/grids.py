@@ -23,6 +23,8 @@ import pandas as pd
 from thesislib.design import BEYOND, FAMILIES, NOTEBOOKS
 from thesislib.evaluation import summarize
 from thesislib.study.config import ConfigError, RunConfig
+from thesislib.study.executors import Executor, ExecutorSpec, executor_of
+from thesislib.study.params import load_params, merge_params, params_layers  # named here as before
 from thesislib.study.runs import Run, run_all
 from thesislib.study.settings import setting_label
 
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["FAMILIES", "NOTEBOOKS", "BEYOND", "Grid", "grid", "study_grid", "notebook_results", "setting_label",
-           "load_params", "long_run_experiments", "mean_maps", "input_scaling", "bottlenecks"]
+           "load_params", "merge_params", "params_layers", "long_run_experiments", "mean_maps", "input_scaling",
+           "bottlenecks"]
 
 _COLUMNS = ("family", "setting", "seed", "overrides", "config")
 
@@ -44,16 +47,19 @@ class Grid:
         table: one row per family x setting x seed: family, setting, seed, overrides (JSON),
             config (RunConfig). A run shared by several families (a baseline) has one row in each.
         runs_dir: the runs folder; None: the default (`thesislib.paths.runs_dir`).
-        executor: where `compute` runs what is missing: what a params file's `executor` key holds
-            (None: inline on a GPU or one core, else a local pool; "inline", "local", "slurm", or a
-            mapping with its options, see `thesislib.study.executors`), or an executor object.
+        executor: where `compute` runs what is missing: an ExecutorSpec, or an executor object
+            (with submit()). Given what a params file's `executor` key holds (None: inline on a GPU
+            or one core, else a local pool; "inline", "local", "slurm", or a mapping with its
+            options, see `thesislib.study.executors`), the grid parses it when it is made, so a bad
+            one fails before anything computes.
     """
 
     table: pd.DataFrame
     runs_dir: str | os.PathLike | None = None
-    executor: Any = None
+    executor: ExecutorSpec | Executor = ExecutorSpec()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "executor", executor_of(self.executor, source="Grid: executor"))
         missing = [c for c in _COLUMNS if c not in self.table.columns]
         if missing:
             raise ValueError(f"Grid: table: expected the columns {', '.join(_COLUMNS)}, found "
@@ -247,7 +253,8 @@ def _plain(key: str, value: Any) -> str:
 
 
 def grid(base: dict[str, Any], experiments: dict[str, list[dict[str, Any]]], seeds: list[int], *,
-         data: str | None = None, runs: str | os.PathLike | None = None, executor: Any = None,
+         data: str | None = None, runs: str | os.PathLike | None = None,
+         executor: ExecutorSpec | Executor | dict | str | None = None,
          source: str = "params") -> Grid:
     """Expand a notebook's params into a Grid: one row per family x setting x seed.
 
@@ -257,12 +264,13 @@ def grid(base: dict[str, Any], experiments: dict[str, list[dict[str, Any]]], see
         seeds: training seeds.
         data: data folder for every run (overrides base["data"]); None keeps base's.
         runs: the runs folder (None: the default).
-        executor: where `Grid.compute` computes (a params file's `executor`, see `Grid`).
+        executor: where `Grid.compute` computes (a params file's `executor`, see `Grid`), parsed here.
         source: named in error messages (e.g. the params file).
 
     Raises:
-        ConfigError: experiments, seeds or a setting that do not make valid run configs.
+        ConfigError: experiments, seeds, a setting or an executor that is not valid.
     """
+    executor = executor_of(executor, source=f"{source}: executor")
     if not isinstance(experiments, dict) or not experiments:
         raise ConfigError(f"{source}: experiments: expected a mapping family -> list of settings, found {experiments!r}")
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -315,53 +323,8 @@ def long_run_experiments(long_run: dict[str, Any]) -> dict[str, list[dict[str, A
     return {"precode_long": [{"epochs": long_run["epochs"]}, dict(long_run)]}
 
 
-SHARED = "shared.yaml"
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError(f"{path}: params file not found")
-    try:
-        params = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"{path}: expected a mapping of parameters, found {type(params).__name__}")
-    return params
-
-
-def load_params(path: str | os.PathLike, *, keys: Any = None) -> dict[str, Any]:
-    """A notebook's params YAML (yaml.safe_load) over its scale's shared.yaml, with files named in errors.
-
-    Per scale, `shared.yaml` beside the notebook's file holds what every notebook of that scale
-    shares (data, runs, seeds, base); the notebook's file holds only what differs. Its keys win,
-    and its `base` is merged key by key over the shared `base`.
-
-    Args:
-        path: the notebook's params file.
-        keys: the notebook's parameter names; shared keys it does not take are left out (its own
-            file's keys are always kept, so a misspelt key still fails where it is used).
-    """
-    path = Path(path)
-    params = _read_yaml(path)
-    shared_path = path.parent / SHARED
-    if path.name == SHARED or not shared_path.is_file():
-        return params
-    shared = _read_yaml(shared_path)
-    if keys is not None:
-        shared = {k: v for k, v in shared.items() if k in set(keys)}
-    merged = {**shared, **params}
-    if isinstance(shared.get("base"), dict) and isinstance(params.get("base"), dict):
-        merged["base"] = {**shared["base"], **params["base"]}
-    return merged
-
-
 def study_grid(params_dir: str | os.PathLike, *, data: str | None = None, runs: str | os.PathLike | None = None,
-               executor: Any = None) -> Grid:
+               executor: ExecutorSpec | Executor | dict | str | None = None) -> Grid:
     """The grids of every research-question notebook of a params folder, stacked (RQ6: all models).
 
     A run shared by several families (a baseline) appears once per family. The notebooks beyond
