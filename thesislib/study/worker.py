@@ -24,6 +24,7 @@ from filelock import FileLock
 from thesislib import __version__
 from thesislib.atomic import atomic_write_text, file_sha256
 from thesislib.study.config import RunConfig
+from thesislib.study.run import Run, say as _say
 
 __all__ = ["compute_one", "git_commit"]
 
@@ -107,7 +108,6 @@ def compute_one(config: dict, data_root: str, runs_dir: str, *, threads: int | N
     from thesislib.evaluation import summarize
     from thesislib.models import create_model, init_fingerprint
     from thesislib.references import mean_expert_map
-    from thesislib.study.runs import Run, _say
     from thesislib.train import default_device, learning_check, predict, seed_everything, train
 
     cfg = RunConfig.from_dict(config)
