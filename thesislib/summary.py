@@ -5,9 +5,10 @@ Each notebook records its key results beside its executed copy (`thesislib.repor
 `thesislib report` writes it as summary.json beside the HTML. `at_a_glance` is the report's first
 section: the run counts, one answer per research question with a link to its section
 (`answers`), the table of every claim with a link to where it is judged (`claims_table`) and the
-findings beyond the thesis (`beyond`); `first_look` is the README's block between FIRST_LOOK_BEGIN and FIRST_LOOK_END, which
-`thesislib readme` rewrites from a report's summary.json (and keeps in docs/first-look.json, from
-which the tests re-render the block), so the README cannot state a number its report lacks.
+findings beyond the thesis (`beyond`). `first_look` is the README's block between FIRST_LOOK_BEGIN
+and FIRST_LOOK_END, which `thesislib readme` rewrites from a report's summary.json (and keeps in
+docs/first-look.json, from which the tests re-render the block), so the README cannot state a
+number its report lacks.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def facts(records: dict[str, dict], header: dict, outcomes: list[dict] | None = 
 QUESTIONS = {"01_depth": "RQ1, depth", "02_optimisation": "RQ2, epochs and batch size",
              "03_cam_methods": "RQ3, CAM methods", "04_regularisation": "RQ4, regularisation",
              "05_precode": "RQ5, PRECODE", "06_correlation": "RQ6, accuracy and explainability",
-             "07_optimizers": "Beyond the thesis, optimisers", "08_dataset_size": "Beyond the thesis, training-set size",
+             "07_optimizers": "Beyond the thesis, optimisers",
+             "08_dataset_size": "Beyond the thesis, training-set size",
              "09_shortcut": "Beyond the thesis, a shortcut"}
 
 

@@ -70,13 +70,13 @@ def methods_section(header: dict, facts: dict, *, protocol: str, data: dict[str,
                      "metrics each table averages)")
     return "\n".join([
         f"## Methods\n\n<a id='{METHODS_ANCHOR}'></a>\n",
-        f"**Data.** {header.get('data', '')}, content hash <code>{data_hash}</code> (the hash every run's id "
+        f"**Data.** {header.get('data', '')}, content hash `{data_hash}` (the hash every run's id "
         f"covers); inputs{size}.{split_text} The synthetic set is fundus-like photos in LAG's layout whose class "
         "evidence (cup-to-disc ratio, rim thinning) lies at the optic disc, with expert-like fixation maps over it.",
         "",
-        "**Models.** ResNet-18, 34 and 50 trained from scratch with cross-entropy, by Adam unless a section varies the optimiser; the checkpoint with the "
-        "lowest validation loss is scored on the test split. Width, stem, epochs, batch size and seeds are each "
-        "section's params file (linked in the contents).",
+        "**Models.** ResNet-18, 34 and 50 trained from scratch with cross-entropy, by Adam unless a section varies "
+        "the optimiser; the checkpoint with the lowest validation loss is scored on the test split. Width, stem, "
+        "epochs, batch size and seeds are in each section's params file (linked in the contents).",
         "",
         "**Maps.** Each explainer's map of the predicted class at the last residual stage, upsampled to the input "
         "and scaled to [0, 1]; reference maps (the data prior, a centred Gaussian, noise, Sobel edges, the "

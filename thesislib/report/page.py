@@ -87,7 +87,8 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
         "research question of the thesis, with the thesis's published numbers beside ours.\n\n"
         + (glance + "\n\n" if glance else "")
         + f"<table>{_header_rows(header)}</table>\n\n"
-        f"## Contents\n\n<table><tr><th>section</th><th>status</th><th>time</th><th>executed notebook</th>"
+        f"## Contents\n\n<table class='report-contents'><tr><th>section</th><th>status</th><th>time</th>"
+        f"<th>executed notebook</th>"
         f"<th>params</th></tr>{per_nb}</table>" + (f"\n\n{methods}" if methods else "")))
     for o in outcomes:
         book.cells.append(nbformat.v4.new_markdown_cell(
