@@ -198,7 +198,8 @@ def _best(rows: list[dict], metric: str, method: str) -> dict | None:
 def _setting(row: dict) -> str:
     from thesislib.study import FAMILIES
 
-    return f"{FAMILIES.get(row['family'], (None, row['family']))[1].lower()} {row['setting']}"
+    title = FAMILIES.get(row["family"], (None, row["family"]))[1]
+    return f"{title if title.isupper() else title.lower()} {row['setting']}"  # PRECODE stays a name
 
 
 def _tally(claims: list[dict], key: str = "verdict") -> str:
