@@ -22,7 +22,7 @@ from thesislib.report.methods import methods_section, scope_box
 from thesislib.report.page import _link, stitch
 from thesislib.report.params import (_check_set_keys, _sets_for, _study_params, notebook_defaults, notebook_parameters,
                                      params_with_sets)
-from thesislib.report.records import RESULTS_ENV
+from thesislib.report.records import PER_IMAGE_SUFFIX, RESULTS_ENV, TIDY_SUFFIX
 from thesislib.study.config import ConfigError
 from thesislib.study.grids import NOTEBOOKS, load_params
 
@@ -101,6 +101,8 @@ def build_report(params: str | os.PathLike = "params/default", *, data: str | No
             p["params_dir"] = str(study_params)  # 06 reads every notebook's params itself
         _say(f"({i}/{len(names)}) {name} ...")
         t0 = time.time()
+        for stale in (f"{name}.results.json", f"{name}{TIDY_SUFFIX}", f"{name}{PER_IMAGE_SUFFIX}"):
+            (work / stale).unlink(missing_ok=True)  # what a failed notebook did not write is not shown
         ok, failure = execute(root / "notebooks" / f"{name}.ipynb", work / f"{name}.ipynb", p, cwd=root)
         seconds = time.time() - t0
         _say(f"({i}/{len(names)}) {name} {'done' if ok else 'FAILED: ' + str(failure)} in {seconds:.0f}s")
