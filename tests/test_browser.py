@@ -180,7 +180,7 @@ CONTENTS_JS = """
 (async () => {
   const frame = () => new Promise(resolve => requestAnimationFrame(() => resolve()));
   const out = [];
-  for (const a of Array.from(document.querySelectorAll('a[href^="#sec-"]'))) {
+  for (const a of Array.from(document.querySelectorAll('table.report-contents a[href^="#sec-"]'))) {
     const href = a.getAttribute('href');
     const target = document.getElementById(decodeURIComponent(href.slice(1)));
     const row = {href, text: a.textContent.trim(), found: !!target};

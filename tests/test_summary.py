@@ -149,3 +149,80 @@ def test_verdict_facts_count_the_judged_claims_for_both_sides():
     assert f["claims"] == 4
     assert f["ours"] == {"agrees": 1, "disagrees": 0, "equivalent": 0, "inconclusive": 1, "did not learn": 1, "n/a": 1}
     assert f["thesis"]["agrees"] == 2 and f["thesis"]["inconclusive"] == 1
+
+
+def _records() -> dict:
+    """Records as the notebooks write them, cut down to what the summary reads."""
+    def table(family, rows):
+        return [dict(family=family, setting=s, method=m, metric=k, mean=v, std=sd, n=3) for s, m, k, v, sd in rows]
+
+    depth = table("depth", [("18", "", "accuracy", 80.0, 1.0), ("50", "", "accuracy", 84.0, 2.0),
+                            ("18", "Score-CAM", "iou_area", 20.0, 3.0), ("50", "Score-CAM", "iou_area", 25.0, 4.0),
+                            ("18", "Prior (mean expert map)", "iou_area", 30.0, 0.0),
+                            ("18", "Sobel edges", "iou_area", 12.0, 0.0),
+                            ("18", "Ceiling (expert map at CAM grid)", "iou_area", 60.0, 0.0)])
+    runs = [dict(family="depth", setting="18", seed=0, run_id="a", eval_id="e", learned=True),
+            dict(family="depth", setting="50", seed=0, run_id="b", eval_id="e", learned=False)]
+    claim = dict(thesis="yes", ours="inconclusive", verdict="inconclusive", seeds_needed="8 seeds")
+    return {
+        "00_data": dict(fingerprint="abc123"),
+        "01_depth": dict(runs=runs, table=depth),
+        "03_cam_methods": dict(runs=runs, table=depth, sanity={"Grad-CAM": "passes", "CAM": "passes",
+                                                               "Score-CAM": "insensitive: maps barely change"}),
+        "06_correlation": dict(correlations=[dict(group="all", y="iou_area", n=6, pearson=0.4, spearman=0.5)],
+                               claims=[dict(family="depth", claim="ResNet-50 has the highest accuracy", kind="family",
+                                            **{**claim, "ours": "yes", "verdict": "agrees", "seeds_needed": None}),
+                                       dict(family="methods", claim="CAM has the lowest IoU (A) in most settings",
+                                            kind="methods", **claim),
+                                       dict(family="depth", claim="Accuracy and IoU rise together", kind="correlation",
+                                            **claim)]),
+        "07_optimizers": dict(runs=[], table=[], questions=[dict(question="Some other optimiser beats Adam",
+                                                                 answer="no", seeds_needed=None)]),
+        "09_shortcut": dict(clean="no cue", cue="cue 1", test_sets=["cue on", "cue off"], table=[
+            dict(trained="cue 1", tested="cue on", method="", metric="accuracy", mean=99.0, std=1.0, n=3),
+            dict(trained="cue 1", tested="cue off", method="", metric="accuracy", mean=55.0, std=2.0, n=3),
+            dict(trained="cue 1", tested="cue on", method="Score-CAM", metric="marker_mass", mean=40.0, std=5.0, n=3),
+            dict(trained="no cue", tested="cue on", method="Score-CAM", metric="marker_mass", mean=3.0, std=1.0,
+                 n=3)]),
+    }
+
+
+def test_each_question_is_answered_from_its_records_with_a_link_to_its_section():
+    answers = {a["notebook"]: a for a in S.answers(_records())}
+    assert list(answers) == ["01_depth", "03_cam_methods", "06_correlation", "07_optimizers", "09_shortcut"]
+    depth = answers["01_depth"]
+    assert depth["anchor"] == "sec-01_depth" and depth["question"] == "RQ1, depth"
+    assert "1 claim here, judged on our runs: 1 agrees." in depth["answer"]
+    assert "Highest Score-CAM IoU (A): depth 50 (25.0 ± 4.0 %)" in depth["answer"]
+    assert "Highest accuracy: depth 50 (84.0 ± 2.0 %)" in depth["answer"]
+    assert "1 of its 2 runs learned" in depth["answer"]
+    assert "1 inconclusive (seeds that would decide: 8 seeds)" in answers["03_cam_methods"]["answer"]
+    assert "Spearman ρ = 0.50" in answers["06_correlation"]["answer"]
+    assert "Some other optimiser beats Adam: no" in answers["07_optimizers"]["answer"]
+    assert "99.0 ± 1.0 % accuracy on test images with it and 55.0 ± 2.0 % without" in answers["09_shortcut"]["answer"]
+    assert "40.0 ± 5.0 % of its map on the marker, against 3.0 ± 1.0 %" in answers["09_shortcut"]["answer"]
+
+
+def test_every_claim_is_listed_with_the_section_that_judges_it_and_only_decided_verdicts_in_bold():
+    f = S.facts(_records(), dict(params="params/smoke", commit="c", dirty=False, machine="m", date="d", wall=60))
+    where = {c["claim"]: c["anchor"] for c in f["claims"]}
+    assert where == {"ResNet-50 has the highest accuracy": "sec-01_depth",
+                     "CAM has the lowest IoU (A) in most settings": "sec-03_cam_methods",
+                     "Accuracy and IoU rise together": "sec-06_correlation"}
+    table = S.claims_table(f["claims"])
+    row = "| ResNet-50 has the highest accuracy | yes | yes | **agrees** | — | [01 · Depth (RQ1)](#sec-01_depth) |"
+    assert row in table
+    assert "| inconclusive | 8 seeds |" in table and "**inconclusive**" not in table
+    glance = S.at_a_glance(f)
+    assert glance.index("### The answers") < glance.index("### Every claim") < glance.index("### Beyond the thesis")
+    assert f["data_hash"] == "abc123"
+
+
+def test_the_findings_beyond_the_thesis_name_the_reference_maps_the_sanity_checks_and_the_shortcut():
+    found = {b["topic"]: b for b in S.beyond(_records())}
+    assert list(found) == ["Reference maps against the explainers", "Sanity checks", "A shortcut"]
+    refs = found["Reference maps against the explainers"]["text"]
+    assert "30.0 % IoU (A), the Sobel edge map 12.0 % and the ceiling 60.0 %" in refs
+    assert "1 of the 1 explainers stay below the prior at every depth" in refs
+    assert "Grad-CAM, CAM: passes; Score-CAM: insensitive: maps barely change" in found["Sanity checks"]["text"]
+    assert found["Sanity checks"]["anchor"] == "sec-03_cam_methods"

@@ -99,7 +99,8 @@ def questions_markdown(judged: pd.DataFrame):
     for r in judged.itertuples():
         test = ", ".join(x for x in (r.rule, r.design) if isinstance(x, str) and x)
         note = f" ({r.note})" if isinstance(r.note, str) and r.note else ""
-        lines.append(f"| {r.question} | **{dash(r.answer)}**{note} | {dash(test)} | {dash(r.seeds)} | "
+        answer = f"**{r.answer}**" if r.answer in ("yes", "no", "equivalent") else dash(r.answer)  # decided
+        lines.append(f"| {r.question} | {answer}{note} | {dash(test)} | {dash(r.seeds)} | "
                      f"{dash(r.seeds_needed)} |")
     return Markdown(f'<p class="note">Answers at {level:g} %, by the judge of the thesis\'s claims (see Methods).</p>\n\n'
                     + "\n".join(lines))

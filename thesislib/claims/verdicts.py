@@ -172,7 +172,8 @@ def verdicts_markdown(judged: pd.DataFrame, labels: dict[str, str] | None = None
         test = ", ".join(x for x in (r.rule, r.design) if isinstance(x, str) and x)
         needed = r.seeds_needed if isinstance(r.seeds_needed, str) and r.seeds_needed else ""
         note = f" ({r.note})" if isinstance(r.note, str) and r.note else ""
-        lines.append(f"| {r.claim} | {_cell(r.thesis)} | {_cell(r.ours)} | **{r.verdict}**{note} | {_cell(test)} | "
+        verdict = f"**{r.verdict}**" if r.verdict in ("agrees", "disagrees", "equivalent") else r.verdict  # decided
+        lines.append(f"| {r.claim} | {_cell(r.thesis)} | {_cell(r.ours)} | {verdict}{note} | {_cell(test)} | "
                      f"{_cell(r.seeds)} | {_cell(needed)} |")
     # an explanation, shown once per section of the report (`thesislib.report`)
     head = (f'<p class="note">Verdicts at {level:g} % (each decided outcome is wrong at most {100 - level:g} % of '
