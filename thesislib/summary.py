@@ -22,6 +22,7 @@ import pandas as pd
 
 from thesislib.atomic import atomic_write_text
 from thesislib.claims import TALLY, verdict_counts
+from thesislib.tables.health import learned_sentence, learned_text, run_counts
 
 __all__ = ["SUMMARY_FILE", "FIRST_LOOK_BEGIN", "FIRST_LOOK_END", "DECIDED", "run_counts", "read_records", "facts",
            "at_a_glance", "first_look", "learned_sentence", "verdict_facts", "claim_rows", "question_rows", "answers",
@@ -34,18 +35,6 @@ FIRST_LOOK_BEGIN = ("<!-- first-look: written by `thesislib readme` from the def
 FIRST_LOOK_END = "<!-- /first-look -->"
 DECIDED = ("agrees", "disagrees", "equivalent", "yes", "no")  # verdicts and answers beyond the seed noise
 KEY_METHOD = "scorecam"  # the explainer the thesis's tables and claims are about
-
-
-def run_counts(results: pd.DataFrame) -> dict[str, int]:
-    """Runs of `results` (one row per run and method): all, those that never learned, and those
-    trained on shuffled labels (which must not learn)."""
-    if results.empty:
-        return dict(runs=0, not_learned=0, shuffled=0, shuffled_not_learned=0)
-    runs = results.drop_duplicates("run_id")
-    learned = runs["learned"].fillna(False).astype(bool)
-    shuffled = runs["family"].eq("shuffled_labels")
-    return dict(runs=int(len(runs)), not_learned=int((~learned).sum()), shuffled=int(shuffled.sum()),
-                shuffled_not_learned=int((shuffled & ~learned).sum()))
 
 
 def verdict_facts(judged: pd.DataFrame) -> dict[str, Any]:
@@ -75,20 +64,6 @@ def question_rows(judged: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _text_or_none(v) -> str | None:
     return v if isinstance(v, str) and v else None
-
-
-def _learned_text(r: dict[str, int]) -> str:
-    should = r["runs"] - r["shuffled"]
-    bad = r["not_learned"] - r["shuffled_not_learned"]
-    share = f" ({100 * (should - bad) / should:.0f} %)" if should else ""
-    shuffled = (f"; the {r['shuffled']} trained on shuffled labels, which should not, left aside" if r["shuffled"]
-                else "")
-    return f"{should - bad} of the {should} runs that should learn did{share}{shuffled}."
-
-
-def learned_sentence(results: pd.DataFrame) -> str:
-    """"84 of the 87 runs that should learn did (97 %); ..." for `results`."""
-    return _learned_text(run_counts(results))
 
 
 def read_records(folder: str | os.PathLike) -> dict[str, dict]:
@@ -155,7 +130,7 @@ QUESTIONS = {"01_depth": "RQ1, depth", "02_optimisation": "RQ2, epochs and batch
 
 def _section(name: str) -> dict[str, str]:
     """The title and anchor of a notebook's section of the report."""
-    from thesislib.report import TITLES
+    from thesislib.design import TITLES
 
     return dict(title=TITLES.get(name, name), anchor=f"sec-{name}")
 
@@ -373,7 +348,7 @@ def _sentences(f: dict[str, Any]) -> list[str]:
                    f"and leave {thesis.get('inconclusive', 0)} inconclusive.")
     r = f.get("runs")
     if r:
-        out.append(_learned_text(r))
+        out.append(learned_text(r))
     d = f.get("depth_iou")
     if d:
         b = d["best"]

@@ -259,6 +259,6 @@ def _esc(text: str) -> str:
 
 def _titles() -> dict[str, str]:
     """Each notebook's section title, by name."""
-    from thesislib.report import TITLES
+    from thesislib.design import TITLES
 
     return TITLES
