@@ -22,7 +22,7 @@ import torch
 from thesislib.data import LagDataset, denormalize, normalize, train_transform
 from thesislib.explain import LABELS, METHODS, Explainer, NotApplicable
 from thesislib.layout import CLASSES
-from thesislib.metrics import REGISTRY, binarize
+from thesislib.metrics import REGISTRY, binarize, in_set
 from thesislib.references import LABELS as REF_LABELS
 from thesislib.references import REFERENCES
 
@@ -510,7 +510,7 @@ def randomisation(df: pd.DataFrame, *, threshold: float | None = None) -> plt.Fi
     stages = [s for s in sanity.STAGES if s in set(df["stage"])]
     labels = sanity.stage_labels(stages)
     data = df.assign(randomised=df["stage"].map(labels))
-    columns = [c for c in ("spearman", "ssim", "hog") if c in data.columns]
+    columns = [m.name for m in in_set("randomisation") if m.name in data.columns]
     fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 3.6), sharex=True, squeeze=False)
     axes = list(axes[0])
     palette = method_palette(data["method_label"])

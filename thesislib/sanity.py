@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from thesislib.study.grids import Grid
 
 from thesislib import explain as X
-from thesislib.metrics import average_ranks, registered
+from thesislib.metrics import average_ranks, in_set, registered
 
 __all__ = ["STAGES", "FLAG_AFTER", "FLAG_SPEARMAN", "FLAG_CONSTANT", "FINDINGS", "SSIM_WINDOW", "HOG_OPTIONS",
            "stage_modules", "reinitialise", "cascade", "rank_correlation", "ssim", "hog_similarity",
@@ -370,7 +370,8 @@ def findings(df: pd.DataFrame, *, after: str = FLAG_AFTER, threshold: float = FL
     """
     if after not in set(df["stage"]):
         raise ValueError(f"after: stage {after!r} not in the table (stages: {', '.join(dict.fromkeys(df['stage']))})")
-    missing = [c for c in ("method_label", "spearman", "ssim", "hog", "constant") if c not in df.columns]
+    wanted = ("method_label", *(m.name for m in in_set("randomisation")), "constant")
+    missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise ValueError(f"df: expected the columns of model_randomisation, missing {', '.join(missing)} "
                          f"(found {', '.join(map(str, df.columns))})")

@@ -12,7 +12,7 @@ import pandas as pd
 
 from thesislib.design import FAMILIES
 from thesislib.labels import COLUMNS, value_label
-from thesislib.metrics import REGISTRY, registered
+from thesislib.metrics import REGISTRY, in_set, registered
 from thesislib.references import LABELS as REF_LABELS
 from thesislib.references import REFERENCES
 from thesislib.tables.formatting import FLAG_NOTE, FLAG_RULE, Cell, Table, fmt, method_label, metric_row
@@ -22,7 +22,8 @@ from thesislib.thesis import THESIS_METHODS, reference
 __all__ = ["TABLE_METRICS", "REFERENCE_BLOCK", "MAX_COLUMNS", "EVERY_SETTING", "mark_best", "thesis_table", "same_as",
            "method_table", "conventions_table"]
 
-TABLE_METRICS = ("iou_area", "iou_bbox", "average_drop", "increase_in_confidence")
+# the thesis's explanation metrics: the registry's "thesis" set without the classification metrics
+TABLE_METRICS = tuple(m.name for m in in_set("thesis") if m.kind != "classification")
 REFERENCE_BLOCK = "reference maps: "  # the first index level of a thesis table's reference rows
 MAX_COLUMNS = 6  # data columns of a thesis table with settings as columns; more: settings become rows
 EVERY_SETTING = "every setting"
