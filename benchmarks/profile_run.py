@@ -17,6 +17,8 @@ one shared pass of the gradient methods, CAM and EigenCAM costs together.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -32,6 +34,7 @@ from thesislib import train as T
 from thesislib.data import load_split, resolve_root
 from thesislib.models import create_model
 from thesislib.study.config import RunConfig
+from thesislib.study.costs import COSTS
 from thesislib.study.grids import load_params
 from thesislib.study.worker import _tracker
 
@@ -171,6 +174,7 @@ def profile(cfg: RunConfig, data: str | None, workdir: Path) -> tuple[Clock, dic
     check = now() - t0
     best = min(history, key=lambda h: h["val_loss"])
     return clock, dict(evaluate_seconds=check, images=n, tracked=len(tracked_epochs), best_epoch=best["epoch"],
+                       train_images=len(split.train),
                        best_val_acc=best["val_acc"], train_steps=-(-len(split.train) // cfg.batch_size) * cfg.epochs)
 
 
@@ -200,6 +204,44 @@ def table(cfg: RunConfig, clock: Clock, info: dict) -> str:
     return "\n".join(lines)
 
 
+def per_image_costs(cfg: RunConfig, clock: Clock, info: dict) -> dict[str, float]:
+    """costs.json's entry for this depth (`thesislib.study.costs.per_image`): CPU seconds per
+    training image and epoch ("steps": the optimiser steps; "train": with validation, checkpoints
+    and tracking at the profiled rate), and per scored image of each method and of a reference map
+    with both faithfulness passes and the metrics ("method": the slowest one-pass gradient method
+    alone; "reference": the mean reference map)."""
+    images = info["train_images"] * cfg.epochs
+    per = {p: clock.seconds[p] / clock.count[p] for p in clock.seconds if clock.count[p]}
+    scoring = per["faithfulness: O, both conventions (per map)"] + per["metrics: Otsu, IoUs, pointing, mass (per map)"]
+    training = sum(clock.seconds[p] for p in ("training steps (per epoch)", "validation (per epoch)",
+                                                  "checkpoints (per epoch)", "tracking (per tracked epoch)"))
+    out = {"steps": clock.seconds["training steps (per epoch)"] / images, "train": training / images}
+    for m in ("scorecam", "scorecam-paper", "eigencam"):
+        out[m] = per[f"explain: {m}"] + scoring
+    gradient = [per[f"explain: {m}"] for m in X.GRADIENT_METHODS if f"explain: {m}" in per]
+    out["method"] = max(gradient) + scoring
+    refs = [per[f"reference: {r}"] for r in R.REFERENCES if f"reference: {r}" in per]
+    out["reference"] = sum(refs) / len(refs) + scoring
+    return {k: float(f"{v:.3g}") for k, v in out.items()}
+
+
+def write_costs(path: Path, measured: dict[int, dict[str, float]], cfg: RunConfig, command: str) -> None:
+    """Replace the measured depths' entries of costs.json at `path` (the others stay), and say
+    in its "about" how and when they were measured."""
+    import json
+    import platform
+    from datetime import datetime, timezone
+
+    costs = json.loads(path.read_text())
+    if (cfg.input_size, cfg.width, cfg.stem) != (costs["input_size"], costs["width"], costs["stem"]):
+        raise SystemExit(f"{path}: holds costs for {costs['input_size']} px, width {costs['width']}, {costs['stem']} "
+                         f"stem; the profiled runs are {cfg.input_size} px, width {cfg.width}, {cfg.stem} stem")
+    costs["per_image"].update({str(d): c for d, c in measured.items()})
+    costs["measured"] = (f"{command}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()} "
+                         f"{os.cpu_count()} cores, torch {torch.__version__}, CPU seconds of one process")
+    path.write_text(json.dumps(costs, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.profile_run", description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="a notebook's params file (its shared.yaml "
@@ -214,6 +256,10 @@ def main(argv=None) -> int:
                     "which other work on the machine changes less; the same as wall-clock on a quiet one)")
     ap.add_argument("--blas-threads", type=int, default=None, help="BLAS threads of numpy and OpenCV (default: "
                     "theirs, as in a run of the report; EigenCAM's SVD runs there)")
+    ap.add_argument("--write-costs", nargs="?", const=COSTS, type=Path, default=None, metavar="FILE",
+                    help="write the measured per-image costs of each depth into FILE (default: "
+                         "thesislib/study/costs.json, which sweep's and the report's plans read); measure on a "
+                         "quiet machine, with the default --epochs 2 --images 32 or more")
     args = ap.parse_args(argv)
     global now
     now = time.perf_counter if args.wall else time.process_time
@@ -223,11 +269,17 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} torch thread(s), BLAS threads {args.blas_threads or 'default'}, "
           f"{'wall-clock' if args.wall else 'CPU'} seconds")
+    measured = {}
     for depth in args.depth:
         cfg = config(args.params, depth, args.batch_size, args.epochs, args.images)
         with tempfile.TemporaryDirectory(prefix="thesislib-profile-") as tmp:
             clock, info = profile(cfg, args.data, Path(tmp))
         print("\n" + table(cfg, clock, info), flush=True)
+        measured[depth] = per_image_costs(cfg, clock, info)
+    if args.write_costs is not None:
+        command = "python -m benchmarks.profile_run " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_costs(args.write_costs, measured, cfg, command)
+        print(f"\nwrote the per-image costs of ResNet-{', '.join(map(str, measured))} to {args.write_costs}")
     return 0
 
 

@@ -61,12 +61,27 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert "all agreement checks passed" in text and "score-cam (ours vs stock)" in text
 
 
-def test_profile_run_times_every_part_of_a_run(synth_root, capsys):
-    from benchmarks import profile_run
+def test_profile_run_times_every_part_of_a_run_and_writes_the_costs_the_plan_reads(synth_root, capsys, tmp_path):
+    import json
 
-    assert profile_run.main(["--params", str(profile_run.DEFAULT_PARAMS.parents[1] / "smoke" / "01_depth.yaml"),
-                             "--depth", "18", "--epochs", "1", "--images", "2", "--data", str(synth_root)]) == 0
+    from benchmarks import profile_run
+    from thesislib.study import costs
+
+    smoke = profile_run.DEFAULT_PARAMS.parents[1] / "smoke" / "01_depth.yaml"
+    before = json.loads(costs.COSTS.read_text())
+    path = tmp_path / "costs.json"  # the smoke scale's size, width and stem, so its costs may be written
+    path.write_text(json.dumps({**before, "input_size": 64}))
+    assert profile_run.main(["--params", str(smoke), "--depth", "18", "--epochs", "1", "--images", "2",
+                             "--data", str(synth_root), "--write-costs", str(path)]) == 0
     out = capsys.readouterr().out
+    written = json.loads(path.read_text())
+    assert written["per_image"]["50"] == before["per_image"]["50"]  # depths not profiled stay
+    new = written["per_image"]["18"]
+    assert set(new) == set(before["per_image"]["18"]) and new != before["per_image"]["18"]
+    assert 0 < new["steps"] < new["train"] and new["method"] < new["scorecam"]
+    assert "--write-costs" in written["measured"] and costs.per_image(18, "train", path=path) == new["train"]
+    with pytest.raises(SystemExit, match="holds costs for 112 px"):  # another scale's costs are not overwritten
+        profile_run.write_costs(costs.COSTS, {18: new}, profile_run.config(smoke, 18, None, 1, 2), "x")
     for part in ("training steps (per epoch)", "validation (per epoch)", "tracking (per tracked epoch)",
                  "checkpoints (per epoch)", "faithfulness: O, both conventions (per map)", "reference: ceiling",
                  *(f"explain: {m}" for m in ("cam", "gradcam", "scorecam", "eigencam", "scorecam-paper")),
