@@ -110,3 +110,26 @@ def test_power_by_family_uses_the_pairing_the_design_gives():
     assert R.power_by_family(results).set_index("family").loc["dropout", "settings"] == 2
     results["learned"] = False
     assert R.power_by_family(results).set_index("family").empty  # nothing learned: an empty table, not an error
+
+
+def test_power_beside_puts_an_earlier_designs_detectable_difference_beside_this_ones():
+    import math
+
+    import pandas as pd
+    import pytest
+
+    from thesislib.inference import detectable_difference
+    from thesislib.reliability import power_beside
+
+    power = pd.DataFrame({"family": ["depth", "dropout", "new"], "design": ["unpaired (Welch)", "paired by seed",
+                                                                           "unpaired (Welch)"],
+                          "sd": [4.0, 3.0, 1.0]})
+    before = {"design": "report X", "sd": {"depth": 5.0, "dropout": 2.0}, "paired": ["dropout"]}
+    out = power_beside(power, before).set_index("family")
+    now, then = "detectable at 3 seeds", "report X: detectable at 3 seeds"
+    assert out.loc["depth", now] == pytest.approx(detectable_difference(4.0, 3, paired_design=False))
+    assert out.loc["depth", then] == pytest.approx(detectable_difference(5.0, 3, paired_design=False))
+    assert out.loc["dropout", then] == pytest.approx(detectable_difference(2.0, 3, paired_design=True))
+    assert list(out["no larger"]) == ["yes", "no", "—"] and math.isnan(out.loc["new", then])
+    with pytest.raises(ValueError, match="power_before: missing sd"):
+        power_beside(power, {"design": "report X"})

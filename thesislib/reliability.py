@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["icc", "kendalls_w", "setting_reliability", "method_concordance", "power_by_family", "PANEL_METRICS"]
+__all__ = ["icc", "kendalls_w", "setting_reliability", "method_concordance", "power_by_family", "power_beside",
+           "PANEL_METRICS"]
 
 PANEL_METRICS = ("iou_area", "iou_bbox", "pointing_game", "relevance_mass", "average_drop", "increase_in_confidence")
 LEVEL = 0.95
@@ -247,3 +248,38 @@ def power_by_family(results: pd.DataFrame, method: str = "scorecam", metric: str
         rows.append(row)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["family", "design", "settings", "seeds", "sd"])
 
+
+
+def power_beside(power: pd.DataFrame, before: dict, seeds: int = 3, alpha: float = 0.05,
+                 target: float = 0.8) -> pd.DataFrame:
+    """Per family of `power` (`power_by_family`), the detectable difference at `seeds` seeds beside
+    that of an earlier design, both from their own sd through the same test, so a change of design
+    shows whether it lost power.
+
+    Args:
+        before: {"design": what it was (e.g. the report it comes from), "sd": family -> its sd,
+            "paired": the families whose design paired settings by seed}; a params file's
+            `power_before`.
+
+    Raises:
+        ValueError: `before` lacks "design" or "sd", naming what it has.
+    """
+    from thesislib.inference import detectable_difference
+
+    missing = [k for k in ("design", "sd") if k not in before]
+    if missing:
+        raise ValueError(f"power_before: missing {', '.join(missing)}; expected design, sd (family -> sd) and "
+                         f"paired (families), found {', '.join(map(str, before)) or 'nothing'}")
+    paired_before = set(before.get("paired") or ())
+    now, then = f"detectable at {seeds} seeds", f"{before['design']}: detectable at {seeds} seeds"
+    rows = []
+    for r in power.itertuples(index=False):
+        sd_before = before["sd"].get(r.family)
+        d_now = detectable_difference(r.sd, seeds, alpha, target, paired_design=r.design == "paired by seed")
+        d_then = (detectable_difference(float(sd_before), seeds, alpha, target,
+                                        paired_design=r.family in paired_before)
+                  if sd_before is not None else math.nan)
+        rows.append({"family": r.family, now: d_now, then: d_then,
+                     "no larger": "—" if math.isnan(d_then) or math.isnan(d_now) else
+                     "yes" if d_now <= d_then + 1e-9 else "no"})
+    return pd.DataFrame(rows, columns=["family", now, then, "no larger"])
