@@ -129,7 +129,7 @@ def test_every_number_of_the_first_look_is_in_the_smoke_report_outside_its_summa
     assert f"{v['claims']} claims" in study and f"Tallied: the {tallied} claims" in study
     row = " ".join(f"{k} {v['ours'].get(k, 0)} {v['thesis'].get(k, 0)}" for k in ("agrees", "disagrees"))
     assert row in study, row
-    assert S._learned_text(facts["runs"]) in study
+    assert S.learned_text(facts["runs"]) in study
 
 
 @pytest.fixture(scope="module")

@@ -181,7 +181,9 @@ def test_measured_costs_scale_with_pixels_and_machine_speed(tmp_path, synth_root
 
 def test_the_measured_costs_are_read_from_their_data_file_and_a_missing_one_is_named(tmp_path):
     assert costs_mod.COSTS.name == "costs.json" and costs_mod.COSTS.parent.name == "study"
-    assert costs_mod.per_image(50, "scorecam") == 72.0e-3 and costs_mod.per_image(18, "steps") == 3.57e-3
+    table = json.loads(costs_mod.COSTS.read_text())["per_image"]
+    assert costs_mod.per_image(50, "scorecam") == table["50"]["scorecam"] > 0
+    assert costs_mod.per_image(18, "steps") == table["18"]["steps"] > 0
     with pytest.raises(ConfigError, match=r"costs\.json: per_image\.34: no cost 'train'; measured: steps, scorecam"):
         bad = tmp_path / "costs.json"
         table = json.loads(costs_mod.COSTS.read_text())

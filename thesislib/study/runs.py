@@ -36,7 +36,7 @@ from typing import Iterable
 from thesislib.atomic import atomic_write_text, ensure_writable
 from thesislib.study.config import RunConfig
 from thesislib.study.executors import ExecutorSpec, InlineExecutor, default_executor, executor_of
-from thesislib.study.run import CheckpointError, Run, initial_fingerprint, say as _say  # noqa: F401 (named here as before)
+from thesislib.study.runfolder import CheckpointError, Run, initial_fingerprint, say as _say  # noqa: F401 (named here as before)
 from thesislib.study.worker import compute_one, git_commit  # what executors run; named here as before
 
 __all__ = ["Run", "RunError", "CheckpointError", "Outcome", "plan", "compute_one", "compute", "run_label", "distinct",

@@ -24,7 +24,7 @@ from filelock import FileLock
 from thesislib import __version__
 from thesislib.atomic import atomic_write_text, file_sha256
 from thesislib.study.config import RunConfig
-from thesislib.study.run import Run, say as _say
+from thesislib.study.runfolder import Run, say as _say
 
 __all__ = ["compute_one", "git_commit"]
 
