@@ -101,3 +101,10 @@ def test_a_circle_is_found(tmp_path):
     graph = import_graph(pkg)
     assert graph["thesislib.tables"] == {"thesislib.study.grids", "thesislib.design"}
     assert circles(graph) == [["thesislib.study.grids", "thesislib.tables"]]
+
+
+def test_no_module_of_the_package_is_over_500_lines():
+    sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert len(sizes) > 40
+    over = {name: n for name, n in sizes.items() if n > 500}
+    assert not over, f"modules over 500 lines (split them by job): {over}"
