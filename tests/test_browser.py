@@ -305,3 +305,41 @@ def test_no_table_scrolls_sideways_at_1280_px(chromium, smoke_report, tmp_path):
     assert found["viewport"] == 1280 and found["tables"] > 20, found
     assert not found["wide"], f"{len(found['wide'])} tables wider than their place at 1280 px: {found['wide'][:6]}"
     assert found["page"] <= found["viewport"], f"the page scrolls sideways: {found['page']} px at {found['viewport']} px"
+
+
+# A long table sorts by a numeric column when its header is clicked, then the other way.
+SORT_JS = """
+(() => {
+  const long = Array.from(document.querySelectorAll('table')).filter(
+    t => t.tHead && t.tBodies[0] && t.tBodies[0].rows.length > 10);
+  const num = td => parseFloat(td.textContent.trim().replace(/\\u2212/g, '-'));
+  for (const t of long) {
+    const heads = Array.from(t.tHead.rows[t.tHead.rows.length - 1].cells);
+    const rows = () => Array.from(t.tBodies[0].rows).filter(r => r.cells.length === heads.length);
+    const col = heads.findIndex((th, i) => i > 0 && rows().every(r => /^[-+\\u2212]?\\d/.test(r.cells[i].textContent.trim())));
+    if (col < 0) continue;
+    const before = rows().map(r => num(r.cells[col]));
+    heads[col].click();
+    const up = rows().map(r => num(r.cells[col]));
+    heads[col].click();
+    const down = rows().map(r => num(r.cells[col]));
+    return {long: long.length, sortable: document.querySelectorAll('th.sortable').length, before, up, down,
+            marked: heads[col].dataset.sorted};
+  }
+  return {long: long.length, sortable: document.querySelectorAll('th.sortable').length, before: null};
+})()
+"""
+
+
+def test_a_long_table_sorts_by_the_column_whose_header_is_clicked(chromium, smoke_report, tmp_path):
+    with DevTools(chromium, tmp_path / "profile") as dt:
+        target = dt.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        s = dt.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        dt.send("Page.enable", session=s)
+        dt.send("Page.navigate", {"url": smoke_report.as_uri()}, session=s)
+        dt.wait_for("Page.loadEventFired")
+        found = dt.evaluate(s, SORT_JS)
+    assert found["long"] and found["sortable"], found
+    assert found["before"] is not None, "no long table with a numeric column to sort"
+    assert found["up"] == sorted(found["before"]) and found["down"] == sorted(found["before"], reverse=True), found
+    assert found["marked"] == "down"

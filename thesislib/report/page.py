@@ -128,7 +128,52 @@ def stitch(outcomes: list[dict], header: dict, *, links_from: str | os.PathLike 
     body = re.sub(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", "", body)
     body = re.sub(r"<link[^>]*\shref=[\"']https?://[^>]*>", "", body)
     body = unique_heading_ids(body)
+    body = body.replace("</body>", f"<script>{SORT_SCRIPT}</script>\n</body>", 1)
     return body.replace("</head>", f"<style>{STYLE}</style>\n</head>", 1)
+
+
+# Tables longer than SORTABLE_ROWS sort by a column when its header is clicked (again: the other
+# way): by the number a cell starts with ("12.3 ± 0.4", "−1.2", "85 %"), else by its text; cells
+# without a value ("—", empty) stay last. Offline, a few lines, no library.
+SORTABLE_ROWS = 10
+SORT_SCRIPT = """
+(() => {
+  const value = td => {
+    const text = td.textContent.trim().replace(/\u2212/g, '-');
+    const m = text.match(/^[-+]?\\d+(\\.\\d+)?/);
+    return m ? {num: parseFloat(m[0])} : {text: text && text !== '\u2014' ? text.toLowerCase() : null};
+  };
+  const cmp = (a, b) => {
+    const x = a.num ?? a.text, y = b.num ?? b.text;
+    if (x === null || x === undefined) return y === null || y === undefined ? 0 : 1;
+    if (y === null || y === undefined) return -1;
+    if (typeof x === typeof y) return x < y ? -1 : x > y ? 1 : 0;
+    return typeof x === 'number' ? -1 : 1;
+  };
+  document.querySelectorAll('table').forEach(table => {
+    const body = table.tBodies[0], head = table.tHead;
+    if (!body || !head || body.rows.length <= %d) return;
+    const cells = Array.from(head.rows[head.rows.length - 1].cells);
+    cells.forEach((th, col) => {
+      th.classList.add('sortable');
+      th.title = 'sort by this column (click again: the other way)';
+      th.addEventListener('click', () => {
+        const down = th.dataset.sorted === 'up';
+        cells.forEach(c => delete c.dataset.sorted);
+        th.dataset.sorted = down ? 'down' : 'up';
+        const rows = Array.from(body.rows).filter(r => r.cells.length === cells.length);
+        rows.sort((a, b) => {
+          const x = value(a.cells[col]), y = value(b.cells[col]);
+          const c = cmp(x, y);
+          const missing = (x.num ?? x.text) == null || (y.num ?? y.text) == null;
+          return down && !missing ? -c : c;
+        });
+        rows.forEach(r => body.appendChild(r));
+      });
+    });
+  });
+})();
+""" % SORTABLE_ROWS
 
 
 # A number never breaks over two lines ("12.3 ± 0.4"), text wraps; a table wider than its column
@@ -139,6 +184,8 @@ STYLE = (".jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th {white-space: nor
          ".jp-RenderedHTMLCommon p.note {margin-top: 0.2em;} "
          "figure.report-figure {margin: 0 0 1em 0;} "
          "figure.report-figure figcaption {max-width: 60em; font-size: 0.9em; color: #333;} "
+         "th.sortable {cursor: pointer;} th.sortable[data-sorted=up]::after {content: ' ▲';} "
+         "th.sortable[data-sorted=down]::after {content: ' ▼';} "
          ".scope-box {border-left: 4px solid #b80; background: #fff8e6; padding: 6px 10px; margin: 0.5em 0 1em 0; "
          "max-width: 60em;}")
 
