@@ -34,7 +34,7 @@ def write_data(executed: str | Path, report_folder: str | Path, notebooks: list[
 
     out = {}
     for kind, (suffix, filename) in DATA_FILES.items():
-        frames = [pd.read_csv(Path(executed) / f"{name}{suffix}").assign(notebook=name)
+        frames = [pd.read_csv(Path(executed) / f"{name}{suffix}", low_memory=False).assign(notebook=name)
                   for name in notebooks if (Path(executed) / f"{name}{suffix}").is_file()]
         frames = [f for f in frames if not f.empty]
         if not frames:
