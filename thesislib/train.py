@@ -317,9 +317,9 @@ def train(model: nn.Module, train_set: LagDataset, val_set: LagDataset, *, epoch
             optim.zero_grad(set_to_none=True)
             loss.backward()
             step += 1
-            if warmup_steps and step <= warmup_steps + 1:
+            if step <= warmup_steps:  # at step warmup_steps the rate reaches lr and stays there
                 for group in optim.param_groups:
-                    group["lr"] = lr * min(1.0, step / warmup_steps)
+                    group["lr"] = lr * step / warmup_steps
             optim.step()
             n = len(y)
             total += loss.detach().float() * n
