@@ -56,6 +56,18 @@ def test_run_id_ignores_what_cannot_change_the_model():
     assert a.eval_id() == RunConfig(**SMALL, methods=["scorecam"]).eval_id()
 
 
+def test_stem_channels_left_unset_keeps_the_run_id_and_set_changes_it():
+    a = RunConfig(**SMALL)
+    # added after runs existed: unset (the first stage's channels) it stays out of the id
+    assert "stem_channels" not in a.training_dict() and a.run_id("d") == "605dc1591f2e"
+    wide = RunConfig(**SMALL, stem_channels=16)
+    assert wide.training_dict()["stem_channels"] == 16 and wide.run_id("d") != a.run_id("d")
+    assert wide.model_kwargs()["stem_channels"] == 16
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="stem_channels"):
+            RunConfig(**SMALL, stem_channels=bad)
+
+
 def test_round_trip_and_field_groups():
     c = RunConfig(**SMALL, methods=["gradcam"], split=[0.7, 0.1, 0.2])
     assert RunConfig.from_dict(c.to_dict()) == c

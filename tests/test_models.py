@@ -67,6 +67,30 @@ def test_cam_grid_matches_the_network(stem, size, grid):
     assert m.features(torch.randn(1, 3, size, size)).shape[-1] == grid
 
 
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("norm", ["none", "group"])
+def test_stem_channels_widen_the_stem_only(name, norm):
+    kw = dict(width=0.0625, stem="compact", norm=norm, groups=32)
+    torch.manual_seed(0)
+    plain = create_model(name, **kw)
+    torch.manual_seed(0)
+    wide = create_model(name, **kw, stem_channels=16)
+    assert plain.conv1.out_channels == 4 and wide.conv1.out_channels == 16
+    first = wide.layer1[0]
+    assert first.conv1.in_channels == 16 and first.conv1.out_channels == plain.layer1[0].conv1.out_channels
+    # every stage after the stem keeps its width: the same layer4 and pooled features
+    assert [tuple(p.shape) for p in wide.layer4.parameters()] == [tuple(p.shape) for p in plain.layer4.parameters()]
+    assert wide.fc.in_features == plain.fc.in_features
+    x = torch.randn(2, 3, 64, 64)
+    assert wide(x).shape == (2, 2) and wide.features(x).shape == plain.features(x).shape
+    # unset, it is the first stage's width (the model of every run before the option existed)
+    torch.manual_seed(0)
+    same = create_model(name, **kw, stem_channels=None)
+    assert all(torch.equal(p, q) for p, q in zip(same.state_dict().values(), plain.state_dict().values()))
+    with pytest.raises(ValueError, match="stem_channels"):
+        create_model(name, **kw, stem_channels=0)
+
+
 def test_precode_kl_in_bits_matches_torch_distributions():
     torch.manual_seed(0)
     vb = Precode(dim=12, k=5, beta=1e-3).train()

@@ -14,6 +14,9 @@ network trained from scratch:
 - width: multiplier of every stage's channel count; stem: "imagenet" (7x7/2 conv + max-pool,
   torchvision's), "compact" (3x3/2 conv) or "cifar" (3x3/1 conv), so that small CPU inputs keep
   a CAM grid of at least 4x4 at layer4.
+- stem_channels: the stem convolution's output channels; None (default): the first stage's,
+  64 * width, as in torchvision's ResNets. A narrow network keeps a wider stem this way (at width
+  1/16 the first stage has 4 channels, too few for three colour channels' evidence).
 
 With norm="batch", width=1 and the imagenet stem the network is torchvision's resnet18/34/50.
 """
@@ -200,7 +203,7 @@ class ResNet(nn.Module):
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: list[int], *, num_classes: int = 2,
                  norm: str = "none", groups: int = 32, width: float = 1.0, stem: str = "imagenet",
                  dropout: float = 0.0, precode_k: int | None = None, precode_beta: float = 1e-3,
-                 precode_sample: bool = False, zero_init_residual: bool = True):
+                 precode_sample: bool = False, zero_init_residual: bool = True, stem_channels: int | None = None):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width: expected a positive multiplier, found {width!r}")
@@ -208,11 +211,14 @@ class ResNet(nn.Module):
             raise ValueError(f"dropout: expected a rate in [0, 1), found {dropout!r}")
         if stem not in STEMS:
             raise ValueError(f"stem: expected one of {', '.join(STEMS)}, found {stem!r}")
+        if stem_channels is not None and (isinstance(stem_channels, bool) or not isinstance(stem_channels, int)
+                                          or stem_channels < 1):
+            raise ValueError(f"stem_channels: expected None or an integer >= 1, found {stem_channels!r}")
         self.norm, self.width, self.stem_kind = norm, width, stem
         norm_layer = _norm_factory(norm, groups, width)
         self._norm_layer = norm_layer
         planes = [max(1, round(64 * width * 2**i)) for i in range(4)]
-        self.inplanes = planes[0]
+        self.inplanes = stem_channels or planes[0]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         else:

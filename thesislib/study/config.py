@@ -56,6 +56,7 @@ class RunConfig:
     depth: int = 50
     width: float = 1.0
     stem: str = "imagenet"
+    stem_channels: int | None = None  # the stem convolution's output channels; None: the first stage's (64 * width)
     norm: str = "none"
     groups: int = 32
     dropout: float = 0.0
@@ -144,6 +145,8 @@ class RunConfig:
             del out["train_fraction"]
         if not self.warmup_steps:
             del out["warmup_steps"]
+        if self.stem_channels is None:
+            del out["stem_channels"]
         if not self.skip_corrupt:
             del out["skip_corrupt"]
         if not self.shuffle_labels:
@@ -186,7 +189,7 @@ class RunConfig:
 
     def model_kwargs(self) -> dict[str, Any]:
         return dict(norm=self.norm, groups=self.groups, width=self.width, stem=self.stem, dropout=self.dropout,
-                    precode_k=self.precode_k, precode_beta=self.precode_beta)
+                    precode_k=self.precode_k, precode_beta=self.precode_beta, stem_channels=self.stem_channels)
 
     # -- validation ---------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -230,6 +233,7 @@ class RunConfig:
         choice("depth", (18, 34, 50))
         number("width", 1 / 64, 4)
         choice("stem", STEMS)
+        integer("stem_channels", 1, optional=True)
         choice("norm", NORMS)
         integer("groups", 1)
         number("dropout", 0, 1, hi_open=True)
@@ -281,7 +285,7 @@ class RunConfig:
                                   "expected groups * width to be a whole number >= 1")
 
 
-TRAINING = ("input_size", "split", "split_seed", "depth", "width", "stem", "norm", "groups", "dropout",
+TRAINING = ("input_size", "split", "split_seed", "depth", "width", "stem", "stem_channels", "norm", "groups", "dropout",
             "precode_k", "precode_beta", "penalty", "penalty_lambda", "epochs", "batch_size", "lr", "warmup_steps", "seed",
             "track_every", "track_method", "track_images", "optimizer", "train_fraction", "skip_corrupt", "shuffle_labels")
 EVALUATION = ("methods", "references", "eval_split", "target", "eval_images", "deletion_steps", "layer",
