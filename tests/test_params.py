@@ -155,7 +155,7 @@ def test_thesis_params_expand_to_exactly_the_thesis_grid(monkeypatch):
     assert long["epochs"] == 300
 
 
-def test_default_params_hold_every_factor_and_level_with_three_seeds_a_7x7_grid_and_128_images():
+def test_default_params_hold_every_factor_and_level_with_three_seeds_a_7x7_grid_and_96_images():
     from thesislib.models import cam_grid
 
     g = study.study_grid(ROOT / "params" / "default").table
@@ -169,7 +169,9 @@ def test_default_params_hold_every_factor_and_level_with_three_seeds_a_7x7_grid_
     assert set(g["seed"]) == {0, 1, 2}
     for cfg in g["config"]:
         assert cam_grid(cfg.stem, cfg.input_size) >= 7
-        assert cfg.eval_images is None or cfg.eval_images >= 128
+        assert cfg.eval_images is None or cfg.eval_images >= 96
+        # the stem as wide as the first stage's output: 16 channels for ResNet-50, its own for 18 and 34
+        assert cfg.stem_channels == (16 if cfg.depth == 50 else None), (cfg.depth, cfg.stem_channels)
 
 
 @pytest.mark.parametrize("scale", ["default", "gpu", "thesis"])

@@ -5,6 +5,7 @@ from thesislib.study.settings import setting_label
 
 def test_setting_labels_of_the_thesis_families():
     assert setting_label("depth", {}) == "baseline" and setting_label("depth", {"depth": 50}) == "50"
+    assert setting_label("depth", {"depth": 50, "stem_channels": 16}) == "50"  # the scale's stem, not a setting
     assert setting_label("batch_size", {"batch_size": 256, "epochs": 63}) == "256"  # equal steps: a schedule
     assert setting_label("epochs", {"batch_size": 16}) == "batch 16"
     assert setting_label("weight_decay", {"penalty": "l1", "penalty_lambda": 1e-4}) == "L1 1e-04"

@@ -20,8 +20,8 @@ def setting_label(family: str, overrides: dict[str, Any]) -> str:
     if not overrides:
         return "baseline"
     o = overrides
-    if family == "depth" and set(o) == {"depth"}:
-        return str(o["depth"])
+    if family == "depth" and set(o) <= {"depth", "stem_channels"} and "depth" in o:
+        return str(o["depth"])  # a scale may widen one depth's stem: the architecture at that scale, not a setting
     if family == "batch_size" and "batch_size" in o and set(o) <= {"batch_size", "epochs"}:
         return str(o["batch_size"])  # the epochs that give equal optimiser steps are a schedule, not a setting
     if family == "epochs" and set(o) == {"batch_size"}:
