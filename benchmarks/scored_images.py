@@ -1,12 +1,15 @@
 """What scoring fewer test images per run costs in power, read from a default report's cached runs.
 
-    python -m benchmarks.scored_images --runs RUNS [--params params/default] [--images 32 64 96]
+    python -m benchmarks.scored_images --runs RUNS [--params params/default] [--images 32 64 96] [--seeds 3]
 
 For each number of scored images n, every run's Score-CAM IoU (A) is recomputed as the mean over
-the same stratified n of its scored images (per class in proportion, in one seeded order, the
-same images for every run), and `thesislib.reliability.power_by_family` gives, per family, the
-smallest paired difference the judge decides with 80 % power at the grid's seeds. The per-image
-metrics are the cached runs' own; nothing is trained or evaluated. Prints a table (Markdown).
+the same stratified n of its scored images (`thesislib.evaluation.stratified_subset`, the draw
+the evaluation itself makes: per class in proportion, in one seeded order, the same images for
+every run), and per family the smallest difference the judge decides with 80 % power at `--seeds`
+seeds comes from the family's sd (`thesislib.reliability.power_by_family`) through
+`thesislib.inference.detectable_difference`, as notebook 06 computes it beside an earlier design
+(`thesislib.reliability.power_beside`). The per-image metrics are the cached runs' own; nothing is
+trained or evaluated. Prints a table (Markdown).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+import torch
 
 from thesislib import study
-from thesislib.evaluation import summarize
+from thesislib.evaluation import stratified_subset
+from thesislib.inference import detectable_difference
 from thesislib.reliability import power_by_family
 
 METHOD, METRIC = "scorecam", "iou_area"
@@ -27,11 +31,8 @@ METHOD, METRIC = "scorecam", "iou_area"
 def subset(images: pd.DataFrame, n: int, seed: int = 0) -> set[str]:
     """n image names of the scored set, each class in proportion, in one seeded order."""
     names = images.drop_duplicates("image").set_index("image")["label"].sort_index()
-    order = names.index[np.random.default_rng(seed).permutation(len(names))]
-    picked = []
-    for _, members in names.loc[order].groupby(names.loc[order], sort=True):
-        picked += list(members.index[: max(1, round(n * len(members) / len(names)))])
-    return set(picked[:n])
+    codes = torch.as_tensor(pd.factorize(names)[0])
+    return set(names.index[stratified_subset(codes, n, seed).numpy()])
 
 
 def main(argv=None) -> int:
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--params", type=Path, default=Path("params/default"))
     ap.add_argument("--runs", required=True, help="the runs folder of a default report (read only)")
     ap.add_argument("--images", type=int, nargs="+", default=[32, 64, 96])
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per setting at which to state the difference")
     args = ap.parse_args(argv)
     grid = study.study_grid(args.params, runs=args.runs)
     results = grid.results()
@@ -53,11 +55,12 @@ def main(argv=None) -> int:
         res = results[results["method"] == METHOD].copy()
         res[METRIC] = res["run_id"].map(means)
         power = power_by_family(res, METHOD, METRIC)
-        rows[f"{n} images"] = power.set_index("family")[[c for c in power.columns if c.startswith("detectable at")]] \
-            .apply(lambda r: r.dropna().iloc[0] if r.notna().any() else np.nan, axis=1)
+        rows[f"{n} images"] = {r.family: detectable_difference(r.sd, args.seeds, 0.05, 0.8,
+                                                               paired_design=r.design == "paired by seed")
+                               for r in power.itertuples(index=False)}
     table = pd.DataFrame(rows).round(1)
-    print(f"Detectable paired difference of Score-CAM IoU (A) (percentage points, 80 % power, 5 %), "
-          f"at the grid's seeds, by scored images per run ({len(results['run_id'].unique())} runs):\n")
+    print(f"Detectable difference of Score-CAM IoU (A) (percentage points, 80 % power, 5 %), at "
+          f"{args.seeds} seeds, by scored images per run ({len(results['run_id'].unique())} runs):\n")
     print("| family | " + " | ".join(table.columns) + " |")
     print("|---|" + "---|" * len(table.columns))
     for family, row in table.iterrows():
