@@ -171,10 +171,10 @@ def _best(rows: list[dict], metric: str, method: str) -> dict | None:
 
 
 def _setting(row: dict) -> str:
-    from thesislib.study import FAMILIES
-
-    title = FAMILIES.get(row["family"], (None, row["family"]))[1]
-    return f"{title if title.isupper() else title.lower()} {row['setting']}"  # PRECODE stays a name
+    """"weight decay L1 1e-05", "depth 50"; "the baseline" (the shared no-change setting)."""
+    if row["setting"] == "baseline":
+        return "the baseline"
+    return f"{_family_title(row['family'])} {row['setting']}"  # PRECODE stays a name
 
 
 def _tally(claims: list[dict], key: str = "verdict") -> str:
@@ -245,15 +245,49 @@ def _numbers_sentence(name: str, record: dict, key: str) -> str:
         b = d["best"]
         return (f"Best explainer by IoU (A): {b['method']} on depth {b['setting']}, {_pm(b)}, against the data "
                 f"prior's {d['prior']:.1f} % and the ceiling's {d['ceiling']:.1f} %.")
-    said = []
+    learned = _settings_all_learned(record)
+    compared = {f for f in dict.fromkeys(r["family"] for r in table)  # one setting (02's tracked epochs run):
+                if len({r["setting"] for r in table if r["family"] == f}) > 1}  # nothing to be highest among
+    table = [r for r in table if r["family"] in compared]
+    eligible = [r for r in table if learned is None or (r["family"], r["setting"]) in learned]
+    said, baselines = [], {}
     for family in dict.fromkeys(r["family"] for r in table):
-        iou = _best([r for r in table if r["family"] == family], "iou_area", key)
-        if iou:
+        iou = _best([r for r in eligible if r["family"] == family], "iou_area", key)
+        if iou and iou["setting"] == "baseline":  # the baseline shared by several families: said once
+            baselines.setdefault(_pm(iou), []).append(_family_title(family))
+        elif iou:
             said.append(f"{_setting(iou)} ({_pm(iou)})")
-    acc = _best(table, "accuracy", "")
+    said += [f"the baseline ({pm}) in {_and(families)}" for pm, families in baselines.items()]
+    acc = _best(eligible, "accuracy", "")
+    among = (", among the settings whose every run learned" if learned is not None and len(eligible) < len(table)
+             else "")
     return " ".join(x for x in (
-        f"Highest {key} IoU (A): {'; '.join(said)}." if said else "",
-        f"Highest accuracy: {_setting(acc)} ({_pm(acc)})." if acc else ""))
+        f"Highest {key} IoU (A){among}: {'; '.join(said)}." if said else "",
+        f"Highest accuracy{among}: {_setting(acc)} ({_pm(acc)})." if acc else ""))
+
+
+def _settings_all_learned(record: dict) -> set[tuple[str, str]] | None:
+    """The (family, setting) pairs whose every run learned; None where the record lists no runs."""
+    listed = record.get("runs")
+    if not isinstance(listed, list) or not listed:
+        return None
+    ok: dict[tuple[str, str], bool] = {}
+    for r in listed:
+        key = (r["family"], r["setting"])
+        ok[key] = ok.get(key, True) and bool(r["learned"])
+    return {k for k, v in ok.items() if v}
+
+
+def _family_title(family: str) -> str:
+    from thesislib.study import FAMILIES
+
+    title = FAMILIES.get(family, (None, family))[1]
+    return title if title.isupper() else title.lower()
+
+
+def _and(words: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _shortcut_sentence(record: dict, key: str) -> str | None:
