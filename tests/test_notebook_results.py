@@ -243,6 +243,26 @@ def test_06_correlations_over_every_trained_model(smoke):
         _close(row["spearman"], spearman, 1e-6, f"{row['group']}/{row['y']}: Spearman rho")
 
 
+def test_06_power_beside_an_earlier_design(smoke):
+    """The table beside an earlier design (params `power_before`) gives each design's detectable
+    difference at 3 seeds from its own sd, through the same test."""
+    from thesislib.inference import detectable_difference
+    from thesislib.study import load_params
+
+    got = _recorded(smoke, "06_correlation")
+    before = load_params(ROOT / "params" / "smoke" / "06_correlation.yaml")["power_before"]
+    assert got["power"] and got["power_beside"], "the smoke params name a design to stand beside"
+    assert [r["family"] for r in got["power_beside"]] == [p["family"] for p in got["power"]]
+    for row, p in zip(got["power_beside"], got["power"]):
+        sd = math.nan if p["sd"] is None else p["sd"]
+        now = detectable_difference(sd, 3, 0.05, 0.8, paired_design=p["design"] == "paired by seed")
+        then = detectable_difference(before["sd"][p["family"]], 3, 0.05, 0.8,
+                                     paired_design=p["family"] in before["paired"])
+        _close(row["detectable at 3 seeds"], now, 1e-9, f"{p['family']}: now")
+        _close(row[f"{before['design']}: detectable at 3 seeds"], then, 1e-9, f"{p['family']}: before")
+        assert row["no larger"] == ("—" if math.isnan(now) else "yes" if now <= then + 1e-9 else "no"), row
+
+
 def test_record_writes_plain_json_beside_the_executed_notebooks(tmp_path, monkeypatch):
     from thesislib import report
 
