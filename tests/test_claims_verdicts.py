@@ -50,6 +50,18 @@ def test_other_design_is_untestable_and_says_why():
     assert row["thesis"] == "yes"  # the thesis's numbers are still judged on the thesis's design
 
 
+def test_a_scale_s_wider_stem_is_the_thesis_s_setting_not_another_design():
+    # the default scale's ResNet-50 carries stem_channels: the same setting "50", judged, not "other design"
+    wide = {"18": ({"depth": 18}, 20.0), "34": ({"depth": 34}, 22.0), "50": ({"depth": 50, "stem_channels": 16}, 30.0)}
+    plain = {k: ({"depth": int(k)}, v) for k, (_, v) in wide.items()}
+    got, want = (C.judge(_results("depth", d), "depth").set_index("claim") for d in (wide, plain))
+    assert (got["ours"] != "untestable").all() and not got["note"].str.contains("other design").any()
+    assert got[["ours", "verdict"]].equals(want[["ours", "verdict"]])
+    from thesislib.claims.evidence import canonical
+
+    assert canonical({"depth": 50, "stem_channels": 16}) == C.S(depth=50)
+
+
 def test_both_sides_are_judged_on_the_settings_both_hold():
     res = _results("weight_decay", {"baseline": ({}, 40.0), "L1 1e-04": ({"penalty": "l1", "penalty_lambda": 1e-4}, 30.0)})
     row = C.judge(res, "weight_decay").set_index("claim").loc[

@@ -119,4 +119,9 @@ class Evidence:
 
 
 def canonical(overrides) -> str:
-    return S(**(json.loads(overrides) if isinstance(overrides, str) else dict(overrides)))
+    """A setting's key from its overrides (JSON or a mapping), without those that only adapt the network
+    to a scale (`thesislib.study.settings.SCALE_ONLY`): a default-scale ResNet-50 is the thesis's "50"."""
+    from thesislib.study.settings import SCALE_ONLY
+
+    values = json.loads(overrides) if isinstance(overrides, str) else dict(overrides)
+    return S(**{k: v for k, v in values.items() if k not in SCALE_ONLY})

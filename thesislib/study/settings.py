@@ -12,16 +12,22 @@ from typing import Any
 from thesislib.data import DataError, synth_spec
 from thesislib.study.config import RunConfig
 
-__all__ = ["setting_label"]
+__all__ = ["setting_label", "SCALE_ONLY"]
+
+SCALE_ONLY = ("stem_channels",)
+"""Overrides that adapt a setting's network to a scale without making it another setting (the
+default scale's ResNet-50 stem, as wide as its first stage's output): names and claims leave them out."""
 
 
 def setting_label(family: str, overrides: dict[str, Any]) -> str:
     """A short, stable name for one setting of a family ("baseline" for no overrides)."""
     if not overrides:
         return "baseline"
-    o = overrides
-    if family == "depth" and set(o) <= {"depth", "stem_channels"} and "depth" in o:
-        return str(o["depth"])  # a scale may widen one depth's stem: the architecture at that scale, not a setting
+    o = {k: v for k, v in overrides.items() if k not in SCALE_ONLY}  # the architecture at a scale, not a setting
+    if not o:
+        return "baseline"
+    if family == "depth" and set(o) == {"depth"}:
+        return str(o["depth"])
     if family == "batch_size" and "batch_size" in o and set(o) <= {"batch_size", "epochs"}:
         return str(o["batch_size"])  # the epochs that give equal optimiser steps are a schedule, not a setting
     if family == "epochs" and set(o) == {"batch_size"}:
