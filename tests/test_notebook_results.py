@@ -251,7 +251,10 @@ def test_06_power_beside_an_earlier_design(smoke):
 
     got = _recorded(smoke, "06_correlation")
     before = load_params(ROOT / "params" / "smoke" / "06_correlation.yaml")["power_before"]
-    assert got["power"] and got["power_beside"], "the smoke params name a design to stand beside"
+    assert before, "the smoke params name a design to stand beside"
+    if not got["power"]:  # no family has two settings with learned runs (smoke runs rarely learn): no table
+        assert got["power_beside"] is None
+        return
     assert [r["family"] for r in got["power_beside"]] == [p["family"] for p in got["power"]]
     for row, p in zip(got["power_beside"], got["power"]):
         sd = math.nan if p["sd"] is None else p["sd"]

@@ -250,20 +250,27 @@ def _numbers_sentence(name: str, record: dict, key: str) -> str:
                 if len({r["setting"] for r in table if r["family"] == f}) > 1}  # nothing to be highest among
     table = [r for r in table if r["family"] in compared]
     eligible = [r for r in table if learned is None or (r["family"], r["setting"]) in learned]
-    said, baselines = [], {}
-    for family in dict.fromkeys(r["family"] for r in table):
-        iou = _best([r for r in eligible if r["family"] == family], "iou_area", key)
-        if iou and iou["setting"] == "baseline":  # the baseline shared by several families: said once
-            baselines.setdefault(_pm(iou), []).append(_family_title(family))
-        elif iou:
-            said.append(f"{_setting(iou)} ({_pm(iou)})")
-    said += [f"the baseline ({pm}) in {_and(families)}" for pm, families in baselines.items()]
+    among = ", among the settings whose every run learned" if len(eligible) < len(table) else ""
+    if table and not eligible:  # no setting's runs all learned: the numbers over every run, said so
+        eligible, among = table, ", though no setting's runs all learned"
+    said = _highest_by_family(eligible, key)
     acc = _best(eligible, "accuracy", "")
-    among = (", among the settings whose every run learned" if learned is not None and len(eligible) < len(table)
-             else "")
     return " ".join(x for x in (
         f"Highest {key} IoU (A){among}: {'; '.join(said)}." if said else "",
         f"Highest accuracy{among}: {_setting(acc)} ({_pm(acc)})." if acc else ""))
+
+
+def _highest_by_family(rows: list[dict], key: str) -> list[str]:
+    """Per family of `rows` its setting with the highest IoU (A) of the key explainer, "setting (mean ± sd)";
+    a baseline that several families share and rank first is said once, naming them."""
+    said, baselines = [], {}
+    for family in dict.fromkeys(r["family"] for r in rows):
+        iou = _best([r for r in rows if r["family"] == family], "iou_area", key)
+        if iou and iou["setting"] == "baseline":
+            baselines.setdefault(_pm(iou), []).append(_family_title(family))
+        elif iou:
+            said.append(f"{_setting(iou)} ({_pm(iou)})")
+    return said + [f"the baseline ({pm}) in {_and(families)}" for pm, families in baselines.items()]
 
 
 def _settings_all_learned(record: dict) -> set[tuple[str, str]] | None:
