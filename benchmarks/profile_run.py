@@ -72,7 +72,11 @@ class Clock:
 
 
 def config(params: Path, depth: int, batch_size: int | None, epochs: int | None, images: int | None) -> RunConfig:
-    base = dict(load_params(params).get("base", {}))
+    values = load_params(params)
+    base = dict(values.get("base", {}))
+    for entry in (values.get("experiments") or {}).get("depth", []):
+        if entry.get("depth") == depth:
+            base.update(entry)  # the depth's own settings at this scale (the default ResNet-50's stem)
     base.update(depth=depth, batch_size=batch_size or BATCH[depth], methods=list(X.METHODS),
                 references=list(R.REFERENCES))
     if epochs:

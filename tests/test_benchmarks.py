@@ -80,6 +80,9 @@ def test_profile_run_times_every_part_of_a_run_and_writes_the_costs_the_plan_rea
     assert set(new) == set(before["per_image"]["18"]) and new != before["per_image"]["18"]
     assert 0 < new["steps"] < new["train"] and new["method"] < new["scorecam"]
     assert "--write-costs" in written["measured"] and costs.per_image(18, "train", path=path) == new["train"]
+    default = profile_run.DEFAULT_PARAMS  # each depth as its scale trains it: the default ResNet-50's wider stem
+    assert profile_run.config(default, 50, None, 1, 2).stem_channels == 16
+    assert profile_run.config(default, 18, None, 1, 2).stem_channels is None
     with pytest.raises(SystemExit, match="holds costs for 112 px"):  # another scale's costs are not overwritten
         profile_run.write_costs(costs.COSTS, {18: new}, profile_run.config(smoke, 18, None, 1, 2), "x")
     for part in ("training steps (per epoch)", "validation (per epoch)", "tracking (per tracked epoch)",
