@@ -286,9 +286,10 @@ def _settings_all_learned(record: dict) -> set[tuple[str, str]] | None:
 
 
 def _family_title(family: str) -> str:
-    from thesislib.study import FAMILIES
+    """`thesislib.labels.family_label` in running text: lower case, a name (PRECODE) as it is."""
+    from thesislib.labels import family_label
 
-    title = FAMILIES.get(family, (None, family))[1]
+    title = family_label(family)
     return title if title.isupper() else title.lower()
 
 

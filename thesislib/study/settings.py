@@ -21,8 +21,6 @@ default scale's ResNet-50 stem, as wide as its first stage's output): names and 
 
 def setting_label(family: str, overrides: dict[str, Any]) -> str:
     """A short, stable name for one setting of a family ("baseline" for no overrides)."""
-    if not overrides:
-        return "baseline"
     o = {k: v for k, v in overrides.items() if k not in SCALE_ONLY}  # the architecture at a scale, not a setting
     if not o:
         return "baseline"
