@@ -229,9 +229,42 @@ def per_image_costs(cfg: RunConfig, clock: Clock, info: dict) -> dict[str, float
     return {k: float(f"{v:.3g}") for k, v in out.items()}
 
 
-def write_costs(path: Path, measured: dict[int, dict[str, float]], cfg: RunConfig, command: str) -> None:
-    """Replace the measured depths' entries of costs.json at `path` (the others stay), and say
-    in its "about" how and when they were measured."""
+NORMS = ({"norm": "batch"}, {"norm": "group", "groups": 16}, {"norm": "group", "groups": 32},
+         {"norm": "group", "groups": 64})  # the thesis's settings (RQ4)
+
+
+def norm_factors(cfg: RunConfig, steps: int = 20) -> dict[str, float]:
+    """costs.json's "train_factor" (`thesislib.study.costs.train_factor`): the optimiser steps' time
+    per image with each of the thesis's normalisations over the time without, for `cfg`'s model at
+    its batch size (the default ResNet-50)."""
+    from thesislib.study.costs import norm_key, step_seconds
+
+    def seconds(**norm) -> float:
+        c = cfg.replace(**norm)
+        return step_seconds(create_model(c.model_name, **c.model_kwargs()), c.batch_size, c.input_size, steps)
+
+    plain = seconds(norm="none")
+    return {norm_key(n["norm"], n.get("groups", cfg.groups)): float(f"{seconds(**n) / plain:.3g}") for n in NORMS}
+
+
+def fresh_probe(times: int = 5) -> float:
+    """The speed probe (`thesislib.study.costs.probe_seconds`) as `machine_speed` meets it: in a new
+    process, before any other work (within a process that has trained, it ran up to 1.6 times
+    faster; between new processes it varies by up to a third): the median of `times` processes."""
+    import statistics
+    import subprocess
+
+    code = "from thesislib.study.costs import probe_seconds; print(probe_seconds())"
+    return statistics.median(float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                                  text=True).stdout) for _ in range(times))
+
+
+def write_costs(path: Path, measured: dict[int, dict[str, float]], cfg: RunConfig, command: str,
+                factors: dict[str, float] | None = None) -> None:
+    """Replace the measured depths' entries of costs.json at `path` (the others stay), the speed
+    probe's time now ("probe", what `machine_speed` compares with) and the normalisations' factors
+    when given, and say in its "about" how and when they were measured."""
+
     import json
     import platform
     from datetime import datetime, timezone
@@ -241,6 +274,9 @@ def write_costs(path: Path, measured: dict[int, dict[str, float]], cfg: RunConfi
         raise SystemExit(f"{path}: holds costs for {costs['input_size']} px, width {costs['width']}, {costs['stem']} "
                          f"stem; the profiled runs are {cfg.input_size} px, width {cfg.width}, {cfg.stem} stem")
     costs["per_image"].update({str(d): c for d, c in measured.items()})
+    costs["probe"] = float(f"{fresh_probe():.3g}")
+    if factors is not None:
+        costs["train_factor"] = factors
     costs["measured"] = (f"{command}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()} "
                          f"{os.cpu_count()} cores, torch {torch.__version__}, CPU seconds of one process")
     path.write_text(json.dumps(costs, indent=1) + "\n")
@@ -280,9 +316,15 @@ def main(argv=None) -> int:
             clock, info = profile(cfg, args.data, Path(tmp))
         print("\n" + table(cfg, clock, info), flush=True)
         measured[depth] = per_image_costs(cfg, clock, info)
+    factors = None
+    if 50 in args.depth:
+        deep = config(args.params, 50, args.batch_size, args.epochs, args.images)
+        factors = norm_factors(deep)
+        print(f"\ntraining steps with each normalisation over those without, ResNet-50, batch {deep.batch_size}: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in factors.items()))
     if args.write_costs is not None:
         command = "python -m benchmarks.profile_run " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_costs(args.write_costs, measured, cfg, command)
+        write_costs(args.write_costs, measured, cfg, command, factors)
         print(f"\nwrote the per-image costs of ResNet-{', '.join(map(str, measured))} to {args.write_costs}")
     return 0
 

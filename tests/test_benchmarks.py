@@ -80,6 +80,10 @@ def test_profile_run_times_every_part_of_a_run_and_writes_the_costs_the_plan_rea
     assert set(new) == set(before["per_image"]["18"]) and new != before["per_image"]["18"]
     assert 0 < new["steps"] < new["train"] and new["method"] < new["scorecam"]
     assert "--write-costs" in written["measured"] and costs.per_image(18, "train", path=path) == new["train"]
+    assert written["probe"] > 0 and written["probe"] != before.get("probe")  # what machine_speed compares with
+    assert written.get("train_factor") == before.get("train_factor")  # no ResNet-50 profiled: its factors stay
+    factors = profile_run.norm_factors(profile_run.config(smoke, 50, None, 1, 2), steps=2)
+    assert set(factors) == {"batch", "group-16", "group-32", "group-64"} and all(v > 0 for v in factors.values())
     default = profile_run.DEFAULT_PARAMS  # each depth as its scale trains it: the default ResNet-50's wider stem
     assert profile_run.config(default, 50, None, 1, 2).stem_channels == 16
     assert profile_run.config(default, 18, None, 1, 2).stem_channels is None

@@ -206,6 +206,56 @@ def test_the_plan_divides_compute_by_the_runs_at_once_and_adds_the_notebooks(tmp
     assert f"{sweep_mod._minutes(compute)} of compute over 2 at once" in text
 
 
+def test_makespan_takes_the_runs_in_order_on_the_first_free_worker():
+    assert costs_mod.makespan([], 2) == 0
+    assert costs_mod.makespan([10, 10, 10, 10], 2) == 20  # many alike: the sum over the workers
+    assert costs_mod.makespan([10, 10, 30], 2) == 40  # a long one last waits for a free worker
+    assert costs_mod.makespan([30, 10, 10], 2) == 30
+    assert costs_mod.makespan([5, 7], 1) == 12
+    with pytest.raises(ValueError, match="workers: expected at least 1, found 0"):
+        costs_mod.makespan([1], 0)
+
+
+def test_the_plan_schedules_each_params_file_in_turn(tmp_path, synth_root):
+    """A report's notebooks compute one after another: two files of one run each take two runs'
+    time on two workers, not one; a run that both files have is counted in the first."""
+    folder = tmp_path / "p"
+    first = _params(folder, synth_root, executor={"kind": "local", "workers": 2})
+    second = folder / "02_optimisation.yaml"
+    second.write_text(yaml.safe_dump({"experiments": {"batch_size": [{}, {"batch_size": 16}]}}))
+    sweep = load_sweep([first, second], runs=tmp_path / "runs")
+    assert [len(p) for p in sweep.parts()] == [1, 1]  # 02's batch-32 run is 01's run
+    text, est = sweep_mod.plan(sweep, notebooks=0, speed=3000.0)  # minutes, not seconds
+    seconds = dict(zip(est["run_id"], est["seconds"]))
+    [[a], [b]] = sweep.parts()
+    assert f"projected {sweep_mod._minutes(seconds[a] + seconds[b])} here" in text, text
+    # one file with both runs: they compute at once, the longer one's time
+    one = _params(tmp_path / "q", synth_root, executor={"kind": "local", "workers": 2},
+                  settings=({}, {"batch_size": 16}))
+    text, _ = sweep_mod.plan(load_sweep([one], runs=tmp_path / "runs"), notebooks=0, speed=3000.0)
+    assert f"projected {sweep_mod._minutes(max(seconds[a], seconds[b]))} here" in text, text
+
+
+def test_a_normalised_run_is_projected_at_its_measured_factor(tmp_path, synth_root):
+    config = RunConfig.from_dict({**TINY, "data": str(synth_root)})
+    plain = costs_mod._reference_rate(config, 1.0)
+    for norm, groups in (("batch", 32), ("group", 16), ("group", 64)):
+        rate = costs_mod._reference_rate(config.replace(norm=norm, groups=groups), 1.0)
+        factor = costs_mod.train_factor(norm, groups)
+        assert factor > 1 and rate["train"] == pytest.approx(plain["train"] * factor)
+        assert rate["gradcam"] == plain["gradcam"]  # scoring is not scaled
+    assert costs_mod.train_factor("none", 32) == 1.0
+    bad = tmp_path / "costs.json"
+    bad.write_text(json.dumps({**json.loads(costs_mod.COSTS.read_text()), "train_factor": {"batch": "fast"}}))
+    with pytest.raises(ConfigError, match=r"costs\.json: train_factor\.batch: expected a positive number, found 'fast'"):
+        costs_mod.train_factor("batch", 32, path=bad)
+
+
+def test_machine_speed_compares_the_probe_with_the_probe_of_the_measurement(monkeypatch):
+    monkeypatch.setattr(costs_mod, "probe_seconds", lambda steps=20: 2 * costs_mod.measured()["probe"])
+    assert costs_mod.machine_speed() == pytest.approx(2.0)
+
+
 def _calls(src: str, name: str) -> list[str]:
     """The full text of each call `name(...)` in `src` (balanced parentheses)."""
     out = []

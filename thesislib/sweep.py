@@ -91,6 +91,21 @@ class Sweep:
         configs = list({c: None for c in self.grid.table["config"]})
         return plan(configs, self.runs_dir)
 
+    def parts(self) -> list[list[str]]:
+        """The run ids of each params file, in file order, each run in the first file that has it:
+        what each notebook of a report computes in turn (`plan` schedules each part on its own)."""
+        from thesislib.study.runs import plan
+
+        table = self.grid.table
+        sources = table["source"] if "source" in table else [""] * len(table)
+        configs: dict = {}
+        for config, source in zip(table["config"], sources):
+            configs.setdefault(config, source)  # each config's first file
+        first: dict[str, str] = {}
+        for run, source in zip(plan(configs, self.runs_dir), configs.values()):
+            first.setdefault(run.run_id, source)  # a run that two files evaluate differently: the first
+        return [[i for i, s in first.items() if s == source] for source in dict.fromkeys(sources)]
+
 
 def _files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Params files, with folders expanded to their notebooks' files in report order."""
@@ -172,14 +187,18 @@ def load_sweep(paths: Sequence[str | os.PathLike], *, data: str | None = None, r
         elif isinstance(executor, str):
             executor = {"kind": executor}
         spec = ExecutorSpec.from_params({**spec.to_dict(), **executor}, source="executor (params and flags)")
-    frames = [g.table for f, p in params.items() for g in _grids(f, p, data, None if runs is None else str(runs))]
+    frames = [g.table.assign(source=str(f)) for f, p in params.items()
+              for g in _grids(f, p, data, None if runs is None else str(runs))]
     if not frames:
         raise ConfigError(f"{', '.join(map(str, files))}: no experiments to run (notebooks like 00_data and "
                           "06_correlation train nothing of their own)")
     return Sweep(Grid(pd.concat(frames, ignore_index=True), default_runs_dir(runs), spec), files)
 
 
-NOTEBOOK_SECONDS = 15.0  # a notebook's own cost (kernel, imports, tables, figures): 00 and 06 of the smoke report
+# a notebook's own cost (kernel, imports, its extras, tables, figures): in the quiet default report of
+# 2026-12-03, each notebook's time less its runs' wall time came to 252 s over 10 notebooks (03's
+# sanity checks 75 s, 09's test sets 40 s, the others 13-26 s)
+NOTEBOOK_SECONDS = 25.0
 
 
 def _minutes(seconds: float) -> str:
@@ -200,10 +219,10 @@ def workers_of(spec: "ExecutorSpec") -> int:
 
 def plan(sweep: Sweep, *, notebooks: int = 0, speed: float | None = None) -> tuple[str, "pd.DataFrame"]:
     """The plan of a sweep before it starts, in one paragraph: runs to compute, and the time they
-    are projected to take here (CPU seconds from `estimate` over the runs computing at once, plus
-    NOTEBOOK_SECONDS per notebook when `notebooks`, both at this machine's `speed`, measured when
-    None); also `estimate`'s table."""
-    from thesislib.study.costs import estimate, machine_speed
+    are projected to take here (each params file's runs, CPU seconds from `estimate`, scheduled in
+    turn on the runs computing at once, `makespan`; plus NOTEBOOK_SECONDS per notebook when
+    `notebooks`, both at this machine's `speed`, measured when None); also `estimate`'s table."""
+    from thesislib.study.costs import estimate, machine_speed, makespan
     from thesislib.study.runs import distinct as distinct_runs
 
     runs = sweep.runs()
@@ -217,7 +236,9 @@ def plan(sweep: Sweep, *, notebooks: int = 0, speed: float | None = None) -> tup
     workers = workers_of(sweep.executor)
     timed = est["seconds"].notna()
     if timed.any() and workers:
-        wall = est["seconds"].sum() / workers + notebooks * NOTEBOOK_SECONDS * (speed or 1.0)
+        seconds = est.groupby("run_id", sort=False)["seconds"].sum(min_count=1).dropna()
+        wall = sum(makespan([seconds[i] for i in part if i in seconds.index], workers) for part in sweep.parts())
+        wall += notebooks * NOTEBOOK_SECONDS * (speed or 1.0)
         sources = " and ".join(sorted(set(est.loc[timed, "timed_by"])))
         own = (f", plus {NOTEBOOK_SECONDS * (speed or 1.0):.0f} s for each of {notebooks} notebooks' own work"
                if notebooks else "")

@@ -10,18 +10,21 @@ holds the numbers of one measurement and what they cover; re-measure with
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from thesislib.study.config import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
 
     from thesislib.study.runs import Run
 
-__all__ = ["COSTS", "measured", "per_image", "machine_speed", "estimate"]
+__all__ = ["COSTS", "measured", "per_image", "train_factor", "step_seconds", "probe_seconds", "machine_speed", "estimate",
+           "makespan"]
 
 COSTS = Path(__file__).with_name("costs.json")
 
@@ -64,6 +67,41 @@ def per_image(depth: int, key: str, *, path: Path = COSTS) -> float:
     if key not in table[str(depth)]:
         raise ConfigError(f"{path}: per_image.{depth}: no cost {key!r}; measured: {', '.join(table[str(depth)])}")
     return float(table[str(depth)][key])
+
+
+def norm_key(norm: str, groups: int) -> str:
+    """costs.json's name for a normalisation setting in `train_factor`: "none", "batch", "group-32"."""
+    return f"group-{groups}" if norm == "group" else norm
+
+
+def train_factor(norm: str, groups: int, *, path: Path = COSTS) -> float:
+    """How many times the training of a model with this normalisation costs against one without
+    (costs.json's optional "train_factor": norm_key -> the optimiser steps' time over the steps'
+    time without normalisation, measured at the default ResNet-50; 1 where it has none). BatchNorm
+    and GroupNorm layers cost more than the convolutions at the default scale's width (a GroupNorm
+    ResNet-50 with 64 groups about twice as much per step), and the per-image costs are measured
+    without them.
+
+    Raises:
+        ConfigError: a factor that is not a positive number, naming it.
+    """
+    factors = measured(path).get("train_factor") or {}
+    value = factors.get(norm_key(norm, groups), 1.0)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{path}: train_factor.{norm_key(norm, groups)}: expected a positive number, found {value!r}")
+    return float(value)
+
+
+def makespan(seconds: Iterable[float], workers: int) -> float:
+    """Wall time of jobs of these durations taken in this order by `workers` processes, each job
+    starting on the first process to come free (as a local pool or a job array takes its runs): the
+    sum over `workers` where the jobs are many and alike, more where a few long ones come last."""
+    if workers < 1:
+        raise ValueError(f"makespan: workers: expected at least 1, found {workers}")
+    free = [0.0] * workers
+    for s in seconds:
+        heapq.heapreplace(free, free[0] + s)
+    return max(free)
 
 
 def _counts(run: "Run", cache: dict) -> tuple[int, int]:
@@ -121,42 +159,44 @@ def _rates(runs_dir: Path, planned: list["Run"], counts: dict, per_shape: int = 
 
 
 def _reference_rate(config, speed: float) -> dict[str, float] | None:
-    """Seconds per training image ("train") and per scored image of each method and reference map
-    for `config` from the measured costs (`measured`), times `speed` (this machine's time over the
-    reference machine's); None for a model, width or stem they do not cover."""
+    """Seconds per training image ("train", times its normalisation's `train_factor`) and per scored
+    image of each method and reference map for `config` from the measured costs (`measured`), times
+    `speed` (this machine's time over the reference machine's); None for a model, width or stem they
+    do not cover."""
     from thesislib.references import REFERENCES
 
     costs = measured()
     if str(config.depth) not in costs["per_image"] or config.width != costs["width"] or config.stem != costs["stem"]:
         return None
     scale = speed * (config.input_size / costs["input_size"]) ** 2
-    out = {"train": per_image(config.depth, "train") * scale}
+    out = {"train": per_image(config.depth, "train") * scale * train_factor(config.norm, config.groups)}
     for m in config.scored_ids:
         key = m if m in costs["per_image"][str(config.depth)] else "reference" if m in REFERENCES else "method"
         out[m] = per_image(config.depth, key) * scale
     return out
 
 
-def machine_speed(steps: int = 6) -> float:
-    """This machine's time over the reference machine's for the optimiser steps of the measured costs (one
-    torch thread, ResNet-18 at the default scale, batch 16; after one untimed step): 2 means half
-    as fast, now (other work on the machine counts). About a second."""
+def step_seconds(model: "torch.nn.Module", batch: int, size: int, steps: int = 20) -> float:
+    """CPU seconds per image of an Adam step of `model` (cross-entropy, random images of `size` px,
+    `batch` per step) with one torch thread, in the memory format training gives it
+    (`thesislib.train.memory_format`): the median of `steps` steps after one untimed step. The model
+    is trained in place."""
     import time
 
     import torch
     import torch.nn.functional as F
 
-    from thesislib.models import create_model
+    from thesislib.train import memory_format
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        fmt = memory_format(model, size, "cpu")
+        model.to(memory_format=fmt).train()
         gen = torch.Generator().manual_seed(0)
-        model = create_model("resnet18", width=0.0625, stem="compact")
         optim = torch.optim.Adam(model.parameters(), lr=1e-3)
-        size = measured()["input_size"]
-        x = torch.rand(16, 3, size, size, generator=gen)
-        y = torch.randint(0, 2, (16,), generator=gen)
+        x = torch.rand(batch, 3, size, size, generator=gen).contiguous(memory_format=fmt)
+        y = torch.randint(0, 2, (batch,), generator=gen)
         seconds = []
         for _ in range(steps + 1):
             t0 = time.perf_counter()
@@ -166,8 +206,23 @@ def machine_speed(steps: int = 6) -> float:
             seconds.append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(threads)
-    step = sorted(seconds[1:])[len(seconds[1:]) // 2] / len(y)  # the median step, per image
-    return step / per_image(18, "steps")
+    return sorted(seconds[1:])[len(seconds[1:]) // 2] / batch
+
+
+def probe_seconds(steps: int = 20) -> float:
+    """`step_seconds` of the speed probe: ResNet-18 at the default scale, batch 16 (about 1.5 s).
+    Fewer than about 20 steps vary by a fifth between calls on a quiet machine."""
+    from thesislib.models import create_model
+
+    return step_seconds(create_model("resnet18", width=0.0625, stem="compact"), 16, measured()["input_size"], steps)
+
+
+def machine_speed(steps: int = 20) -> float:
+    """This machine's time now over the time of the machine that measured the costs, for the same
+    speed probe (`probe_seconds`; costs.json's "probe", else its ResNet-18 "steps"): 2 means half as
+    fast, now (other work on the machine counts)."""
+    reference = measured().get("probe") or per_image(18, "steps")
+    return probe_seconds(steps) / reference
 
 
 def estimate(runs: list["Run"], *, speed: float | None = None) -> "pd.DataFrame":
