@@ -76,7 +76,7 @@ def config(params: Path, depth: int, batch_size: int | None, epochs: int | None,
     base = dict(values.get("base", {}))
     for entry in (values.get("experiments") or {}).get("depth", []):
         if entry.get("depth") == depth:
-            base.update(entry)  # the depth's own settings at this scale (the default ResNet-50's stem)
+            base.update(entry)  # the depth's own settings at this scale, as its notebook trains it
     base.update(depth=depth, batch_size=batch_size or BATCH[depth], methods=list(X.METHODS),
                 references=list(R.REFERENCES))
     if epochs:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from thesislib.study.config import EVALUATION, TRAINING, ConfigError, RunConfig
@@ -66,6 +68,33 @@ def test_stem_channels_left_unset_keeps_the_run_id_and_set_changes_it():
     for bad in (0, 2.5, True):
         with pytest.raises(ConfigError, match="stem_channels"):
             RunConfig(**SMALL, stem_channels=bad)
+
+
+def test_a_stem_as_wide_as_the_first_stages_output_is_resolved_for_each_depth_and_width():
+    """`stem_channels: stage` gives the stem the first stage's output width: a ResNet-50's
+    (bottleneck: four times the stage's width), and for ResNet-18/34 the unset default, so their
+    runs keep their ids."""
+    for depth, width, want in ((18, 0.125, None), (34, 0.125, None), (50, 0.125, 32), (50, 0.0625, 16), (50, 1.0, 256)):
+        c = RunConfig.from_dict({**SMALL, "width": width, "depth": depth, "stem_channels": "stage"})
+        assert c.stem_channels == want, (depth, width)
+        assert c.run_id("d") == RunConfig(**{**SMALL, "width": width}, depth=depth, stem_channels=want).run_id("d")
+    assert RunConfig.from_dict({"stem_channels": "stage"}).stem_channels == 256  # the defaults: ResNet-50 at width 1
+    assert RunConfig(**SMALL, depth=18).replace(depth=50, stem_channels="stage").stem_channels == 32
+    with pytest.raises(ConfigError, match=r"p\.yaml: stem_channels: expected an integer >= 1, null .* or 'stage'"):
+        RunConfig.from_dict({**SMALL, "stem_channels": "wide"}, source="p.yaml")
+    with pytest.raises(ConfigError, match=r"p\.yaml: stem_channels: 'stage' needs a valid depth and width \(depth: "
+                                          r"expected one of 18, 34, 50, found 20\)"):
+        RunConfig.from_dict({**SMALL, "depth": 20, "stem_channels": "stage"}, source="p.yaml")
+
+
+def test_the_default_scale_widens_only_the_resnet50_stem():
+    from thesislib.study.grids import grid, load_params
+
+    root = Path(__file__).resolve().parents[1] / "params" / "default"
+    params = load_params(root / "01_depth.yaml")
+    table = grid(params["base"], params["experiments"], [0], data=None).table
+    stems = {c.depth: c.stem_channels for c in table["config"]}
+    assert stems == {18: None, 34: None, 50: 16}
 
 
 def test_round_trip_and_field_groups():

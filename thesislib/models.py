@@ -17,6 +17,7 @@ network trained from scratch:
 - stem_channels: the stem convolution's output channels; None (default): the first stage's,
   64 * width, as in torchvision's ResNets. A narrow network keeps a wider stem this way (at width
   1/16 the first stage has 4 channels, too few for three colour channels' evidence).
+  `stage_stem(depth, width)` gives a stem as wide as the first stage's output.
 
 With norm="batch", width=1 and the imagenet stem the network is torchvision's resnet18/34/50.
 """
@@ -123,6 +124,17 @@ def cam_grid(stem: str, size: int) -> int:
     for _ in range(3):  # layer2, layer3, layer4 halve the grid (3x3 or 1x1 conv, stride 2)
         s = conv(s, 3, 2, 1)
     return s
+
+
+def stage_stem(depth: int, width: float = 1.0) -> int | None:
+    """`stem_channels` for a stem as wide as the first stage's output: None where the first stage's
+    own width already is (ResNet-18/34's basic blocks), else that output (ResNet-50's bottlenecks
+    widen it fourfold: 16 channels at width 1/16). What `stem_channels: stage` in a run's
+    settings gives (`thesislib.study.config.RunConfig.from_dict`)."""
+    if depth not in _BLOCKS:
+        raise ValueError(f"depth: expected one of {', '.join(map(str, _BLOCKS))}, found {depth!r}")
+    expansion = _BLOCKS[depth][0].expansion
+    return None if expansion == 1 else max(1, round(64 * width)) * expansion
 
 
 def pooled_dim(depth: int, width: float = 1.0) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from thesislib.explain import LAYERS, METHODS
-from thesislib.models import NORMS, STEMS, cam_grid, pooled_dim, scaled_precode_k
+from thesislib.models import NORMS, STEMS, cam_grid, pooled_dim, scaled_precode_k, stage_stem
 from thesislib.metrics.registry import SETS
 from thesislib.references import REFERENCES
 from thesislib.train import OPTIMIZERS, PENALTIES
@@ -33,6 +33,19 @@ __all__ = ["RunConfig", "EvalSpec", "ConfigError", "TRAINING", "EVALUATION", "SE
 # cached by older code are never read as if the new code had made them.
 # 2: same init for every norm, PRECODE k scaled with d, PRECODE val loss with beta*KL,
 #    done.json's `learned`, reference maps scored with the explainers.
+STAGE_STEM = "stage"  # stem_channels in settings: a stem as wide as the first stage's output
+
+
+def _stage_stem(values: dict[str, Any], source: str) -> int | None:
+    """`stem_channels: stage` for these settings' depth and width (their defaults where unset)."""
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    depth, width = (values.get(k, defaults[k]) for k in ("depth", "width"))
+    try:
+        return stage_stem(depth, width)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: stem_channels: 'stage' needs a valid depth and width ({err})") from None
+
+
 SEMANTICS = 2
 EVAL_SEMANTICS = 2
 
@@ -56,7 +69,9 @@ class RunConfig:
     depth: int = 50
     width: float = 1.0
     stem: str = "imagenet"
-    stem_channels: int | None = None  # the stem convolution's output channels; None: the first stage's (64 * width)
+    # the stem convolution's output channels; None: the first stage's (64 * width); in settings also
+    # "stage": as wide as the first stage's output (`thesislib.models.stage_stem`), resolved by from_dict
+    stem_channels: int | None = None
     norm: str = "none"
     groups: int = 32
     dropout: float = 0.0
@@ -112,12 +127,16 @@ class RunConfig:
         unknown = sorted(set(values) - set(allowed))
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}")
+        if values.get("stem_channels") == STAGE_STEM:
+            values = {**values, "stem_channels": _stage_stem(values, source)}
         try:
             return cls(**values)
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
 
     def replace(self, **changes) -> "RunConfig":
+        """A copy with `changes` (settings as from_dict reads them: `stem_channels: stage` is resolved
+        for the copy's depth and width)."""
         return self.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,7 +252,10 @@ class RunConfig:
         choice("depth", (18, 34, 50))
         number("width", 1 / 64, 4)
         choice("stem", STEMS)
-        integer("stem_channels", 1, optional=True)
+        v = self.stem_channels
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            fail("stem_channels", f"an integer >= 1, null (the first stage's width) or {STAGE_STEM!r} (as wide as "
+                 "the first stage's output)")
         choice("norm", NORMS)
         integer("groups", 1)
         number("dropout", 0, 1, hi_open=True)
