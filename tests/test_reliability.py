@@ -133,3 +133,23 @@ def test_power_beside_puts_an_earlier_designs_detectable_difference_beside_this_
     assert list(out["no larger"]) == ["yes", "no", "—"] and math.isnan(out.loc["new", then])
     with pytest.raises(ValueError, match="power_before: missing sd"):
         power_beside(power, {"design": "report X"})
+
+
+def test_the_panel_is_the_registrys_reliability_set(monkeypatch):
+    """The reliability panel takes its metrics from the registry (its "reliability" set, in registry
+    order): the per-image metrics every evaluation computes by default, the thesis's four among them."""
+    import importlib
+
+    from thesislib import reliability
+    from thesislib.metrics import registry
+
+    assert reliability.PANEL_METRICS == ("iou_area", "iou_bbox", "pointing_game", "relevance_mass", "average_drop",
+                                         "increase_in_confidence")
+    assert all(registry.REGISTRY[m].option is None and registry.REGISTRY[m].group for m in reliability.PANEL_METRICS)
+    extra = registry.REGISTRY["ssim"]
+    monkeypatch.setitem(registry.REGISTRY, "ssim", type(extra)(**{**extra.__dict__, "sets": ("reliability",)}))
+    try:
+        assert importlib.reload(reliability).PANEL_METRICS[-1] == "ssim"  # tag a metric, and the panel has it
+    finally:
+        monkeypatch.undo()
+        importlib.reload(reliability)

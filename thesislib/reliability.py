@@ -25,10 +25,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from thesislib.metrics.registry import in_set
+
 __all__ = ["icc", "kendalls_w", "setting_reliability", "method_concordance", "power_by_family", "power_beside",
            "PANEL_METRICS"]
 
-PANEL_METRICS = ("iou_area", "iou_bbox", "pointing_game", "relevance_mass", "average_drop", "increase_in_confidence")
+# the metrics of the reliability panel: the registry's "reliability" set (thesislib.metrics.registry)
+PANEL_METRICS = tuple(m.name for m in in_set("reliability"))
 LEVEL = 0.95
 
 

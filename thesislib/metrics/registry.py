@@ -88,15 +88,17 @@ class Metric:
 _THESIS = ("thesis",)  # the thesis's method tables: IoU by area and box, AD and IiC
 _FAITHFUL = ("faithfulness",)
 _FREE = ("threshold-free",)
+_PANEL = ("reliability",)  # the report's reliability panel (thesislib.reliability): the default per-image metrics
 
 REGISTRY: dict[str, Metric] = {m.name: m for m in (
-    Metric("iou_area", "IoU (A)", True, "localisation", group="otsu", sets=_THESIS),
-    Metric("iou_bbox", "IoU (BB)", True, "localisation", group="otsu", sets=_THESIS),
-    Metric("pointing_game", "Pointing game", True, "localisation", group="expert"),
-    Metric("relevance_mass", "Relevance mass", True, "localisation", group="expert"),
+    Metric("iou_area", "IoU (A)", True, "localisation", group="otsu", sets=(*_THESIS, *_PANEL)),
+    Metric("iou_bbox", "IoU (BB)", True, "localisation", group="otsu", sets=(*_THESIS, *_PANEL)),
+    Metric("pointing_game", "Pointing game", True, "localisation", group="expert", sets=_PANEL),
+    Metric("relevance_mass", "Relevance mass", True, "localisation", group="expert", sets=_PANEL),
     # input x map on the normalised tensor (masked pixels become the data mean), as pytorch-grad-cam
-    Metric("average_drop", "AD", False, "faithfulness", group="masking", sets=(*_THESIS, *_FAITHFUL)),
-    Metric("increase_in_confidence", "IiC", True, "faithfulness", group="masking", sets=(*_THESIS, *_FAITHFUL)),
+    Metric("average_drop", "AD", False, "faithfulness", group="masking", sets=(*_THESIS, *_FAITHFUL, *_PANEL)),
+    Metric("increase_in_confidence", "IiC", True, "faithfulness", group="masking",
+           sets=(*_THESIS, *_FAITHFUL, *_PANEL)),
     # the image x map before normalisation (black outside the map)
     Metric("average_drop_black", "AD (black)", False, "faithfulness", group="masking_black", sets=_FAITHFUL),
     Metric("increase_in_confidence_black", "IiC (black)", True, "faithfulness", group="masking_black",
