@@ -91,18 +91,17 @@ class Sweep:
         configs = list({c: None for c in self.grid.table["config"]})
         return plan(configs, self.runs_dir)
 
-    def parts(self) -> list[list[str]]:
+    def parts(self, runs: list["Run"] | None = None) -> list[list[str]]:
         """The run ids of each params file, in file order, each run in the first file that has it:
-        what each notebook of a report computes in turn (`plan` schedules each part on its own)."""
-        from thesislib.study.runs import plan
-
+        what each notebook of a report computes in turn (`plan` schedules each part on its own).
+        `runs`: what `runs()` returned, if at hand (planning resolves every config's data again)."""
         table = self.grid.table
         sources = table["source"] if "source" in table else [""] * len(table)
         configs: dict = {}
         for config, source in zip(table["config"], sources):
-            configs.setdefault(config, source)  # each config's first file
+            configs.setdefault(config, source)  # each config's first file, in the order of runs()
         first: dict[str, str] = {}
-        for run, source in zip(plan(configs, self.runs_dir), configs.values()):
+        for run, source in zip(self.runs() if runs is None else runs, configs.values()):
             first.setdefault(run.run_id, source)  # a run that two files evaluate differently: the first
         return [[i for i, s in first.items() if s == source] for source in dict.fromkeys(sources)]
 
@@ -237,7 +236,7 @@ def plan(sweep: Sweep, *, notebooks: int = 0, speed: float | None = None) -> tup
     timed = est["seconds"].notna()
     if timed.any() and workers:
         seconds = est.groupby("run_id", sort=False)["seconds"].sum(min_count=1).dropna()
-        wall = sum(makespan([seconds[i] for i in part if i in seconds.index], workers) for part in sweep.parts())
+        wall = sum(makespan([seconds[i] for i in part if i in seconds.index], workers) for part in sweep.parts(runs))
         wall += notebooks * NOTEBOOK_SECONDS * (speed or 1.0)
         sources = " and ".join(sorted(set(est.loc[timed, "timed_by"])))
         own = (f", plus {NOTEBOOK_SECONDS * (speed or 1.0):.0f} s for each of {notebooks} notebooks' own work"

@@ -33,6 +33,9 @@ __all__ = ["RunConfig", "EvalSpec", "ConfigError", "TRAINING", "EVALUATION", "SE
 # cached by older code are never read as if the new code had made them.
 # 2: same init for every norm, PRECODE k scaled with d, PRECODE val loss with beta*KL,
 #    done.json's `learned`, reference maps scored with the explainers.
+SEMANTICS = 2
+EVAL_SEMANTICS = 2
+
 STAGE_STEM = "stage"  # stem_channels in settings: a stem as wide as the first stage's output
 
 
@@ -44,10 +47,6 @@ def _stage_stem(values: dict[str, Any], source: str) -> int | None:
         return stage_stem(depth, width)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{source}: stem_channels: 'stage' needs a valid depth and width ({err})") from None
-
-
-SEMANTICS = 2
-EVAL_SEMANTICS = 2
 
 
 class ConfigError(ValueError):
